@@ -1,0 +1,25 @@
+# Two commands do all the set-up: `make train` and `make test` (each creates .venv when missing).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+ARGS   ?=
+
+.PHONY: train test test-all bench clean-venv
+
+$(BIN)/mnistlab-ready: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $@
+
+train: $(BIN)/mnistlab-ready
+	$(BIN)/python -m mnistlab.train $(ARGS)
+
+test: $(BIN)/mnistlab-ready
+	$(BIN)/python -m pytest $(ARGS)
+
+test-all: $(BIN)/mnistlab-ready
+	$(BIN)/python -m pytest -m '' $(ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,133 @@
+"""Batched per-sample augmentation that runs on whatever device the batch is on.
+
+Every image gets its own random rotation, shift, scale, flips, brightness and contrast, and the whole
+batch is transformed at once (one ``affine_grid``/``grid_sample`` call), so no per-sample Python runs
+on the training path and, on a GPU, the work stays on the GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .errors import ConfigError
+
+
+@dataclass
+class AugmentParams:
+    """Per-sample parameters, each a tensor of shape ``[N]``."""
+
+    angle: torch.Tensor  # degrees, counter-clockwise
+    scale: torch.Tensor  # zoom factor (>1 enlarges the digit)
+    shift_x: torch.Tensor  # pixels, positive moves content right
+    shift_y: torch.Tensor  # pixels, positive moves content down
+    hflip: torch.Tensor  # bool
+    vflip: torch.Tensor  # bool
+    brightness: torch.Tensor  # multiplicative factor
+    contrast: torch.Tensor  # blend factor around the image mean
+
+
+def _uniform(n: int, low: float, high: float, device, generator) -> torch.Tensor:
+    return torch.rand(n, device=device, generator=generator) * (high - low) + low
+
+
+class BatchAugment(torch.nn.Module):
+    """Random per-sample affine + photometric transforms for image batches in [0, 1]."""
+
+    def __init__(
+        self,
+        rotation: float = 0.0,
+        shift: float = 0.0,
+        scale: float = 0.0,
+        hflip: float = 0.0,
+        vflip: float = 0.0,
+        brightness: float = 0.0,
+        contrast: float = 0.0,
+    ) -> None:
+        super().__init__()
+        settings = dict(rotation=rotation, shift=shift, scale=scale, brightness=brightness, contrast=contrast)
+        for key, value in settings.items():
+            if value < 0:
+                raise ConfigError(f"augment.{key} must be >= 0, got {value}")
+        for key, value in dict(hflip=hflip, vflip=vflip).items():
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"augment.{key} is a probability and must be in [0, 1], got {value}")
+        if scale >= 1:
+            raise ConfigError(f"augment.scale must be < 1 (zoom in [1-scale, 1+scale]), got {scale}")
+        self.rotation, self.shift, self.scale = rotation, shift, scale
+        self.hflip, self.vflip = hflip, vflip
+        self.brightness, self.contrast = brightness, contrast
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.rotation, self.shift, self.scale, self.hflip, self.vflip, self.brightness, self.contrast))
+
+    def sample(self, n: int, device=None, generator: torch.Generator | None = None) -> AugmentParams:
+        def u(low, high):
+            return _uniform(n, low, high, device, generator)
+
+        return AugmentParams(
+            angle=u(-self.rotation, self.rotation),
+            scale=u(1 - self.scale, 1 + self.scale),
+            shift_x=u(-self.shift, self.shift),
+            shift_y=u(-self.shift, self.shift),
+            hflip=u(0, 1) < self.hflip,
+            vflip=u(0, 1) < self.vflip,
+            brightness=u(max(0.0, 1 - self.brightness), 1 + self.brightness),
+            contrast=u(max(0.0, 1 - self.contrast), 1 + self.contrast),
+        )
+
+    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if not self.enabled:
+            return images
+        params = self.sample(images.shape[0], images.device, generator)
+        geometric = bool(self.rotation or self.shift or self.scale or self.hflip or self.vflip)
+        return apply(images, params, geometric=geometric, photometric=bool(self.brightness or self.contrast))
+
+    def extra_repr(self) -> str:
+        fields = dict(rotation=self.rotation, shift=self.shift, scale=self.scale, hflip=self.hflip,
+                      vflip=self.vflip, brightness=self.brightness, contrast=self.contrast)
+        return ", ".join(f"{k}={v}" for k, v in fields.items())
+
+
+def affine_matrices(params: AugmentParams, height: int, width: int) -> torch.Tensor:
+    """``[N, 2, 3]`` matrices for ``affine_grid``: output coordinates -> input coordinates.
+
+    The content is flipped, zoomed, rotated counter-clockwise, then shifted; this is the inverse map.
+    Coordinates are normalized with y pointing down, one pixel being ``2 / size``.
+    """
+    theta = torch.deg2rad(params.angle.float())
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    inv_zoom = 1.0 / params.scale.float()
+    flip_x = 1.0 - 2.0 * params.hflip.float()
+    flip_y = 1.0 - 2.0 * params.vflip.float()
+    # Counter-clockwise on screen (y down) is R(-theta) forward, so the inverse rotation is R(theta).
+    a = torch.stack(
+        [
+            torch.stack([flip_x * cos * inv_zoom, -flip_x * sin * inv_zoom], dim=-1),
+            torch.stack([flip_y * sin * inv_zoom, flip_y * cos * inv_zoom], dim=-1),
+        ],
+        dim=-2,
+    )
+    t = torch.stack([params.shift_x.float() * 2.0 / width, params.shift_y.float() * 2.0 / height], dim=-1)
+    b = -(a @ t.unsqueeze(-1))
+    return torch.cat([a, b], dim=-1)
+
+
+def apply(images: torch.Tensor, params: AugmentParams, geometric: bool = True, photometric: bool = True) -> torch.Tensor:
+    """Apply given per-sample parameters to a float batch ``[N, C, H, W]`` in [0, 1]."""
+    if geometric:
+        n, c, h, w = images.shape
+        theta = affine_matrices(params, h, w).to(images.dtype)
+        grid = F.affine_grid(theta, [n, c, h, w], align_corners=False)
+        images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if photometric:
+        shape = (-1, 1, 1, 1)
+        images = images * params.brightness.to(images.dtype).view(shape)
+        mean = images.mean(dim=(1, 2, 3), keepdim=True)
+        images = (images - mean) * params.contrast.to(images.dtype).view(shape) + mean
+        images = images.clamp(0.0, 1.0)
+    return images
+

@@ -1,0 +1,207 @@
+"""The MNIST-family LightningDataModule: uint8 tensors in memory, batches by index, augmentation on device."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Iterator, Mapping
+
+import pytorch_lightning as pl
+import torch
+
+from .augment import BatchAugment
+from .datasets import dataset_info, load_split, locate_split
+from .errors import ConfigError
+
+
+class EpochSampler:
+    """Where Lightning looks for ``loader.sampler.set_epoch``: each epoch gets its own, reproducible order."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+
+class TensorBatches:
+    """Batches sliced straight from in-memory tensors: no Dataset, no workers, no per-sample Python.
+
+    Under DDP each rank iterates its own shard (``rank::world_size``) with the per-device batch size.
+    """
+
+    batch_sampler = None  # read by Lightning's DataLoader checks; batching is done here
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
+        self.rank, self.world_size = rank, world_size
+        self.sampler = EpochSampler()
+
+    def _shard_size(self) -> int:
+        n = len(self.labels)
+        if self.world_size == 1:
+            return n
+        # Shuffled shards are cut to equal length so every rank runs the same number of steps.
+        return n // self.world_size if self.shuffle else len(range(self.rank, n, self.world_size))
+
+    def __len__(self) -> int:
+        size = self._shard_size()
+        return size // self.batch_size if self.drop_last else math.ceil(size / self.batch_size)
+
+    def _order(self) -> torch.Tensor | None:
+        n = len(self.labels)
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.sampler.epoch)
+            order = torch.randperm(n, generator=generator)
+        elif self.world_size == 1:
+            return None  # contiguous slices: views, no copy
+        else:
+            order = torch.arange(n)
+        order = order[self.rank :: self.world_size][: self._shard_size()]
+        return order.to(self.images.device)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = self._order()
+        for step in range(len(self)):
+            start = step * self.batch_size
+            if order is None:
+                yield self.images[start : start + self.batch_size], self.labels[start : start + self.batch_size]
+            else:
+                index = order[start : start + self.batch_size]
+                yield self.images[index], self.labels[index]
+
+
+class MNISTDataModule(pl.LightningDataModule):
+    """MNIST or Fashion-MNIST on the official splits, with a seeded validation part cut from train."""
+
+    def __init__(
+        self,
+        dataset: str = "mnist",
+        data_dir: str | None = None,
+        download: bool = True,
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        seed: int = 0,
+        device_cache: bool = True,
+        augment: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size <= 0 or eval_batch_size <= 0:
+            raise ConfigError(f"data.batch_size and data.eval_batch_size must be > 0, got {batch_size}, {eval_batch_size}")
+        if not 0.0 < val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+        augment = dict(augment or {})
+        self.save_hyperparameters(
+            dict(dataset=dataset, data_dir=data_dir, download=download, batch_size=batch_size,
+                 eval_batch_size=eval_batch_size, val_fraction=val_fraction, split_seed=split_seed, seed=seed,
+                 device_cache=device_cache, augment=augment)
+        )
+        self.info = dataset_info(dataset)
+        self.augment = BatchAugment(**augment)
+        self.mean, self.std = self.info.mean, self.info.std
+        self.train_set: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.val_set: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.test_set: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._generator: torch.Generator | None = None
+        self._pending_generator_state: dict | None = None
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.info.classes
+
+    def prepare_data(self) -> None:
+        # Runs on one process per node: download here so DDP ranks do not race for the files.
+        for split in ("train", "test"):
+            locate_split(self.info.name, split, self.hparams.data_dir, self.hparams.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        if self.train_set is None and stage in (None, "fit", "validate"):
+            images, labels = load_split(self.info.name, "train", hp.data_dir, hp.download)
+            order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(hp.split_seed))
+            n_val = max(1, round(len(labels) * hp.val_fraction))
+            val_idx, train_idx = order[:n_val].sort().values, order[n_val:].sort().values
+            self.train_set = (images[train_idx], labels[train_idx])
+            self.val_set = (images[val_idx], labels[val_idx])
+        if self.test_set is None and stage in (None, "test", "predict"):
+            self.test_set = load_split(self.info.name, "test", hp.data_dir, hp.download)
+        device = self._cache_device()
+        if device is not None:  # one copy to the GPU instead of one per batch
+            for name in ("train_set", "val_set", "test_set"):
+                split = getattr(self, name)
+                if split is not None:
+                    setattr(self, name, tuple(t.to(device, non_blocking=True) for t in split))
+
+    def _cache_device(self) -> torch.device | None:
+        if not self.hparams.device_cache or self.trainer is None:
+            return None
+        device = self.trainer.strategy.root_device
+        return device if device.type == "cuda" else None
+
+    def _loader(self, split, batch_size: int, shuffle: bool) -> TensorBatches:
+        if split is None:
+            raise RuntimeError("MNISTDataModule.setup() must run before asking for a dataloader")
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        return TensorBatches(*split, batch_size=batch_size, shuffle=shuffle, seed=self.hparams.seed,
+                             rank=rank, world_size=world)
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._loader(self.val_set, self.hparams.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._loader(self.test_set, self.hparams.eval_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> TensorBatches:
+        return self.test_dataloader()
+
+    # -- on the device -------------------------------------------------------------------------
+    def generator(self, device: torch.device) -> torch.Generator:
+        """The augmentation RNG, on the batch's device, seeded from ``seed`` and saved in checkpoints."""
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device).manual_seed(self.hparams.seed)
+            pending, self._pending_generator_state = self._pending_generator_state, None
+            if pending is not None:
+                if pending["device"] == device.type:
+                    self._generator.set_state(pending["state"])
+                else:
+                    warnings.warn("augmentation RNG saved on another device type; reseeding it", stacklevel=2)
+        return self._generator
+
+    def prepare_batch(self, batch, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 ``[N, H, W]`` -> normalized float ``[N, 1, H, W]``, augmented when ``train``."""
+        images, labels = batch
+        x = images.unsqueeze(1).float().div_(255.0) if images.dtype == torch.uint8 else images
+        if train and self.augment.enabled:
+            x = self.augment(x, generator=self.generator(x.device))
+        return (x - self.mean) / self.std, labels
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if isinstance(batch, torch.Tensor):  # model.example_input_array on its way to the graph logger
+            return batch
+        training = self.trainer is not None and self.trainer.training
+        return self.prepare_batch(batch, train=training)
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._generator is None:
+            return {}
+        return {"augment_rng": {"device": self._generator.device.type, "state": self._generator.get_state()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._generator = None
+        self._pending_generator_state = state_dict.get("augment_rng")

@@ -1,0 +1,46 @@
+"""User-facing errors: each is reported as one line on stderr with a non-zero exit."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+
+class MnistlabError(Exception):
+    """A problem the user can fix (bad input, missing data, impossible config)."""
+
+
+class DataError(MnistlabError):
+    """Dataset files are missing, unreadable or inconsistent."""
+
+
+class ConfigError(MnistlabError):
+    """A configuration value is impossible."""
+
+
+class CheckpointError(MnistlabError):
+    """A checkpoint cannot be used (unsafe, corrupt, or for another model)."""
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("MNISTLAB_DEBUG") == "1"
+
+
+def report_errors(fn: Callable[..., T]) -> Callable[..., T]:
+    """Turn MnistlabError into `error: ...` on stderr and exit code 2 (traceback only in debug mode)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except MnistlabError as err:
+            if debug_enabled():
+                raise
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return wrapper

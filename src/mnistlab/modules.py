@@ -1,0 +1,175 @@
+"""LightningModules: one classifier base (steps, loss, metrics, penalties, optimizers) and thin subclasses."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar, Mapping
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from . import nets
+from .errors import ConfigError
+
+
+def plain(value: Any) -> Any:
+    """OmegaConf containers -> plain dicts/lists, so checkpoints load with ``weights_only=True``."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+class ClassifierModule(pl.LightningModule):
+    """Shared logic for every network: cross-entropy, accuracy (top-1/top-5), L1/L2, optimizers, schedules."""
+
+    net_class: ClassVar[type[nn.Module]]
+
+    def __init__(
+        self,
+        net: Mapping[str, Any] | None = None,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+        regularization: Mapping[str, Any] | None = None,
+        num_classes: int = 10,
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        net, optimizer, scheduler, regularization = map(plain, (net or {}, optimizer, scheduler, regularization or {}))
+        self.save_hyperparameters(
+            dict(net=net, optimizer=optimizer, scheduler=scheduler, regularization=regularization,
+                 num_classes=num_classes, channels_last=channels_last, compile=compile)
+        )
+        self.l1 = float(regularization.get("l1") or 0.0)
+        self.l2 = float(regularization.get("l2") or 0.0)
+        if self.l1 < 0 or self.l2 < 0:
+            raise ConfigError(f"regularization.l1 and regularization.l2 must be >= 0, got {self.l1}, {self.l2}")
+        net_kwargs = dict(net, num_classes=num_classes)
+        if regularization.get("dropout") is not None:
+            net_kwargs["dropout"] = regularization["dropout"]
+        try:
+            self.net = self.net_class(**net_kwargs)
+        except TypeError as err:
+            raise ConfigError(f"model.net: {err}") from None
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self._compiled_net = None  # not a submodule: keeps state_dict keys free of "_orig_mod."
+        self.example_input_array = torch.zeros(2, 1, 28, 28)
+
+        def accuracy(top_k: int = 1) -> MulticlassAccuracy:
+            return MulticlassAccuracy(num_classes=num_classes, top_k=top_k, average="micro")
+
+        self.train_acc = accuracy()
+        self.val_acc, self.val_acc_top5, self.test_acc, self.test_acc_top5 = (
+            accuracy(), accuracy(5), accuracy(), accuracy(5))
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.val_acc_best = MaxMetric()
+
+    # -- forward -------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=self.memory_format)
+        return (self._compiled_net or self.net)(x)
+
+    def setup(self, stage: str) -> None:
+        if self.hparams.compile and self._compiled_net is None:
+            self._compiled_net = torch.compile(self.net)
+
+    def penalty(self) -> torch.Tensor | None:
+        """``l1 * sum|w| + l2 * sum w^2`` over weight matrices and kernels (no biases, no norm scales)."""
+        if not (self.l1 or self.l2):
+            return None
+        weights = [p for p in self.net.parameters() if p.ndim > 1]
+        total = weights[0].new_zeros(())
+        if self.l1:
+            total = total + self.l1 * sum(w.abs().sum() for w in weights)
+        if self.l2:
+            total = total + self.l2 * sum(w.pow(2).sum() for w in weights)
+        return total
+
+    # -- steps ---------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.train_acc.update(logits.detach(), y)
+        # Tensors and metric objects are only read back when logged or shown: no host sync per step.
+        self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        penalty = self.penalty()
+        return loss if penalty is None else loss + penalty
+
+    def _eval_step(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss_metric: MeanMetric = getattr(self, f"{stage}_loss")
+        loss_metric.update(F.cross_entropy(logits, y), weight=len(y))
+        getattr(self, f"{stage}_acc").update(logits, y)
+        getattr(self, f"{stage}_acc_top5").update(logits, y)
+        for name in ("loss", "acc", "acc_top5"):
+            self.log(f"{stage}/{name}", getattr(self, f"{stage}_{name}"), on_step=False, on_epoch=True,
+                     prog_bar=name == "acc", batch_size=len(y))
+        return logits
+
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, "test")
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return self(x).softmax(dim=-1)
+
+    def on_train_start(self) -> None:
+        self.val_acc_best.reset()  # forget the sanity check's score
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best.update(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+
+    # -- optimization --------------------------------------------------------------------------
+    def configure_optimizers(self):
+        if not self.hparams.optimizer:
+            raise ConfigError("no optimizer configured (choose optimizer=sgd|momentum|nesterov|adam|adamw|rmsprop)")
+        optimizer = instantiate(self.hparams.optimizer, _partial_=True)(params=self.parameters())
+        spec = self.hparams.scheduler or {}
+        if spec.get("scheduler") is None:
+            return optimizer
+        factory = instantiate(spec["scheduler"], _partial_=True)
+        kwargs = {}
+        if "total_steps" in inspect.signature(factory.func).parameters and "total_steps" not in factory.keywords:
+            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        scheduler = factory(optimizer, **kwargs)
+        config = {"scheduler": scheduler, "interval": spec.get("interval", "step"), "frequency": spec.get("frequency", 1)}
+        if spec.get("monitor"):
+            config["monitor"] = spec["monitor"]
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+class SoftmaxClassifier(ClassifierModule):
+    net_class = nets.SoftmaxRegression
+
+
+class DNNClassifier(ClassifierModule):
+    net_class = nets.DNN
+
+
+class CNNClassifier(ClassifierModule):
+    net_class = nets.CNN
+
+
+class LeNet5Classifier(ClassifierModule):
+    net_class = nets.LeNet5

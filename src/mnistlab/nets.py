@@ -1,0 +1,200 @@
+"""Plain ``nn.Module`` networks: softmax regression, the tutorial DNN, the Keras CNN and LeNet-5.
+
+Every network takes normalized images ``[N, 1, 28, 28]`` and returns logits ``[N, 10]``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+}
+INITS = ("default", "truncated_normal", "kaiming", "xavier")
+
+
+def make_activation(name: str) -> nn.Module:
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ConfigError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}") from None
+
+
+def check_dropout(dropout: float) -> float:
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+    return dropout
+
+
+def init_weights(module: nn.Module, scheme: str) -> None:
+    """Initialize Linear/Conv weights; biases start at zero for every non-default scheme.
+
+    ``truncated_normal`` is the TensorFlow tutorial's: N(0, stddev = 2 / sqrt(fan_in)) cut at two stddevs.
+    """
+    if scheme not in INITS:
+        raise ConfigError(f"unknown init {scheme!r}; choose one of {', '.join(INITS)}")
+    if scheme == "default":
+        return
+    for layer in module.modules():
+        if not isinstance(layer, (nn.Linear, nn.Conv2d)):
+            continue
+        weight = layer.weight
+        if scheme == "truncated_normal":
+            fan_in = weight[0].numel()
+            std = 2.0 / math.sqrt(fan_in)
+            nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
+        elif scheme == "kaiming":
+            nn.init.kaiming_normal_(weight, nonlinearity="relu")
+        else:
+            nn.init.xavier_uniform_(weight)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
+
+
+class SoftmaxRegression(nn.Module):
+    """784 -> 10: the first lesson; dropout (if any) acts on the input pixels."""
+
+    def __init__(self, num_classes: int = 10, dropout: float = 0.0, init: str = "default") -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Flatten(), nn.Dropout(check_dropout(dropout)), nn.Linear(28 * 28, num_classes))
+        init_weights(self, init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class DNN(nn.Module):
+    """Fully connected network, 784-300-100-10 by default (the TensorFlow DNN tutorial)."""
+
+    def __init__(
+        self,
+        hidden: Sequence[int] = (300, 100),
+        activation: str = "relu",
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+        init: str = "truncated_normal",
+        num_classes: int = 10,
+    ) -> None:
+        super().__init__()
+        check_dropout(dropout)
+        if any(int(h) <= 0 for h in hidden):
+            raise ConfigError(f"model.net.hidden sizes must be > 0, got {list(hidden)}")
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = 28 * 28
+        for size in hidden:
+            layers.append(nn.Linear(width, size, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(size))
+            layers.append(make_activation(activation))
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            width = size
+        layers.append(nn.Linear(width, num_classes))
+        self.layers = nn.Sequential(*layers)
+        init_weights(self, init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def conv_block(cin: int, cout: int, kernel: int, batch_norm: bool, act: str) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=not batch_norm)]
+    if batch_norm:
+        layers.append(nn.BatchNorm2d(cout))
+    return layers + [make_activation(act)]
+
+
+class CNN(nn.Module):
+    """Conv-Pool blocks then a dense head; the default is exactly the Keras tutorial network.
+
+    Conv 16@3x3 same + ReLU + MaxPool 2, Conv 32@3x3 same + ReLU + MaxPool 2, Dense 128 ReLU, Dense 10:
+    206,922 parameters. ``convs_per_block=2`` stacks two convolutions per block (VGG style).
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[int] = (16, 32),
+        kernel_size: int = 3,
+        convs_per_block: int = 1,
+        dense: int = 128,
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+        activation: str = "relu",
+        init: str = "default",
+        num_classes: int = 10,
+    ) -> None:
+        super().__init__()
+        check_dropout(dropout)
+        if kernel_size % 2 == 0 or kernel_size < 1:
+            raise ConfigError(f"model.net.kernel_size must be odd ('same' padding), got {kernel_size}")
+        if not channels or len(channels) > 4:
+            raise ConfigError(f"model.net.channels needs 1 to 4 blocks (28 px halves each time), got {list(channels)}")
+        layers: list[nn.Module] = []
+        cin, size = 1, 28
+        for cout in channels:
+            for _ in range(convs_per_block):
+                layers += conv_block(cin, cout, kernel_size, batch_norm, activation)
+                cin = cout
+            layers.append(nn.MaxPool2d(2))
+            size //= 2
+        self.features = nn.Sequential(*layers)
+        head: list[nn.Module] = [nn.Flatten()]
+        if dropout:
+            head.append(nn.Dropout(dropout))
+        head += [nn.Linear(cin * size * size, dense), make_activation(activation)]
+        if dropout:
+            head.append(nn.Dropout(dropout))
+        head.append(nn.Linear(dense, num_classes))
+        self.classifier = nn.Sequential(*head)
+        init_weights(self, init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 (LeCun et al. 1998) with max pooling: C5x5@6 - pool - C5x5@16 - pool - 120 - 84 - 10."""
+
+    def __init__(
+        self,
+        activation: str = "relu",
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+        init: str = "default",
+        num_classes: int = 10,
+    ) -> None:
+        super().__init__()
+        check_dropout(dropout)
+        self.features = nn.Sequential(
+            *conv_block(1, 6, 5, batch_norm, activation),  # 28x28, padded like the 32x32 original input
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5, bias=not batch_norm),
+            *([nn.BatchNorm2d(16)] if batch_norm else []),
+            make_activation(activation),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(16 * 5 * 5, 120),
+            make_activation(activation),
+            nn.Dropout(dropout),
+            nn.Linear(120, 84),
+            make_activation(activation),
+            nn.Dropout(dropout),
+            nn.Linear(84, num_classes),
+        )
+        init_weights(self, init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))

@@ -1,0 +1,139 @@
+"""``python -m mnistlab.train [overrides]``: fit, test the best checkpoint, write metrics.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from .callbacks import SpeedMonitor
+from .config import CONFIG_DIR, check_config
+from .errors import ConfigError, report_errors
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write atomically: a reader (or a kill) never sees half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _refuse_to_overwrite(run_dir: Path, ckpt_path: str | None) -> None:
+    ckpt_dir = run_dir / "checkpoints"
+    earlier = sorted(ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
+    resuming_here = ckpt_path is not None and Path(ckpt_path).resolve().parent == ckpt_dir.resolve()
+    if earlier and not resuming_here:
+        raise ConfigError(
+            f"{ckpt_dir} already holds checkpoints of an earlier run; choose another hydra.run.dir "
+            f"or resume it with ckpt_path={earlier[-1]}"
+        )
+
+
+def _instantiate_dict(section: DictConfig | None) -> list[Any]:
+    return [instantiate(item) for item in (section or {}).values() if item is not None and "_target_" in item]
+
+
+def _hparams(cfg: DictConfig) -> dict[str, Any]:
+    keep = ("data", "augment", "model", "optimizer", "scheduler", "regularization")
+    params: dict[str, Any] = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in keep if key in cfg}
+    params["seed"] = cfg.seed
+    params["trainer"] = {k: cfg.trainer.get(k) for k in ("max_epochs", "precision", "gradient_clip_val")}
+    params["callbacks"] = HydraConfig.get().runtime.choices.get("callbacks") if HydraConfig.initialized() else None
+    return params
+
+
+def _machine() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"{platform.processor() or platform.machine()} CPU x{os.cpu_count()}"
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run one training job described by a composed config; returns the metrics written to metrics.json."""
+    check_config(cfg)
+    run_dir = Path(cfg.trainer.default_root_dir)
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path is not None and not Path(ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+    _refuse_to_overwrite(run_dir, ckpt_path)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    datamodule = instantiate(cfg.data, augment=OmegaConf.to_container(cfg.augment, resolve=True), _recursive_=False)
+    model = instantiate(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.scheduler,
+                        regularization=cfg.regularization, _recursive_=False)
+    speed = SpeedMonitor()
+    callbacks = [*_instantiate_dict(cfg.get("callbacks")), speed]
+    loggers = _instantiate_dict(cfg.get("logger"))
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint is not None and cfg.get("test_best", True) else ""
+    test_results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+
+    metrics: dict[str, Any] = {**fit_metrics, **(test_results[0] if test_results else {})}
+    metrics.update(
+        epochs=trainer.current_epoch,
+        global_step=trainer.global_step,
+        fit_seconds=round(speed.fit_seconds, 3),
+        train_images_per_second=round(speed.images_per_second, 1),
+        best_checkpoint=best or None,
+        stopped_early=bool(getattr(trainer.early_stopping_callback, "stopped_epoch", 0)),
+        seed=cfg.seed,
+        machine=_machine(),
+        torch=torch.__version__,
+    )
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "metrics.json", metrics)
+        for logger in trainer.loggers:
+            final = {f"hp/{k.replace('/', '_')}": metrics[k] for k in ("test/acc", "test/loss", "val/acc_best") if k in metrics}
+            logger.log_hyperparams(_hparams(cfg), metrics=final)
+            logger.finalize("success")
+    return metrics
+
+
+def print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
+    table = Table(title=f"mnistlab run: {run_dir}", show_header=False)
+    rows = [
+        ("test accuracy", f"{metrics.get('test/acc', float('nan')):.4f}"),
+        ("test loss", f"{metrics.get('test/loss', float('nan')):.4f}"),
+        ("best val accuracy", f"{metrics.get('val/acc_best', float('nan')):.4f}"),
+        ("epochs", str(metrics.get("epochs"))),
+        ("fit seconds", f"{metrics.get('fit_seconds', 0):.1f}"),
+        ("training images/s", f"{metrics.get('train_images_per_second', 0):,.0f}"),
+        ("best checkpoint", str(metrics.get("best_checkpoint"))),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    Console().print(table)
+
+
+@report_errors
+def run(cfg: DictConfig) -> float | None:
+    metrics = train(cfg)
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        print_summary(metrics, Path(cfg.trainer.default_root_dir))
+    value = metrics.get(cfg.get("optimized_metric") or "")
+    return float(value) if value is not None else None
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    main()

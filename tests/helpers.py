@@ -1,0 +1,19 @@
+"""Running the real training entry in-process on small data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mnistlab.config import compose
+from mnistlab.train import train
+
+FAST = ["trainer.accelerator=cpu", "callbacks.progress_bar.refresh_rate=0", "callbacks.model_summary=null"]
+
+
+def synthetic_overrides(root: Path) -> list[str]:
+    return [f"data.data_dir={root}", "data.download=false", "data.batch_size=32", "data.eval_batch_size=100"]
+
+
+def run_train(run_dir: Path, overrides: list[str]) -> dict:
+    cfg = compose([*FAST, *overrides, f"hydra.run.dir={run_dir}"], output_dir=run_dir)
+    return train(cfg)

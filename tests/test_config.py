@@ -1,0 +1,88 @@
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from mnistlab.config import CONFIG_DIR, check_config, compose
+from mnistlab.errors import ConfigError
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+
+
+def test_every_group_has_its_options():
+    assert options("model") == ["cnn", "dnn", "lenet5", "softmax"]
+    assert options("optimizer") == ["adam", "adamw", "momentum", "nesterov", "rmsprop", "sgd"]
+    assert options("scheduler") == ["cosine", "exponential", "none", "onecycle", "plateau", "step"]
+    assert options("regularization") == ["dropout", "elastic", "l1", "l2", "none"]
+    assert options("augment") == ["digits", "fashion", "none"]
+    assert options("data") == ["fashion_mnist", "mnist"]
+    assert {"default", "cpu", "gpu"} <= set(options("trainer"))
+
+
+@pytest.mark.parametrize("model", options("model"))
+@pytest.mark.parametrize("regularization", options("regularization"))
+def test_any_regularization_composes_with_any_model(model, regularization, tmp_path):
+    cfg = compose([f"model={model}", f"regularization={regularization}"], output_dir=tmp_path)
+    module = instantiate(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.scheduler,
+                         regularization=cfg.regularization, _recursive_=False)
+    expected = cfg.regularization.dropout
+    rates = {m.p for m in module.modules() if m.__class__.__name__ == "Dropout"}
+    if expected is not None:
+        assert rates == {expected}
+    assert module.l2 == cfg.regularization.l2 and module.l1 == cfg.regularization.l1
+
+
+@pytest.mark.parametrize("group", ["data", "augment", "optimizer", "trainer", "callbacks", "logger"])
+def test_every_option_instantiates(group, tmp_path):
+    for option in options(group):
+        cfg = compose([f"{group}={option}"], output_dir=tmp_path)
+        check_config(cfg)
+        if group == "data":
+            dm = instantiate(cfg.data, augment=OmegaConf.to_container(cfg.augment), _recursive_=False)
+            assert dm.hparams.dataset == option
+        elif group == "augment":
+            from mnistlab.augment import BatchAugment
+            aug = BatchAugment(**cfg.augment)
+            assert aug.enabled == (option != "none") and (aug.hflip > 0) == (option == "fashion")
+        elif group == "optimizer":
+            import torch
+            opt = instantiate(cfg.optimizer)(params=[torch.nn.Parameter(torch.zeros(2))])
+            assert opt.defaults["lr"] == cfg.optimizer.lr
+            assert opt.defaults.get("nesterov", False) == (option == "nesterov")
+        elif group == "trainer":
+            if option == "gpu":
+                assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed"
+                continue  # constructing a GPU Trainer needs a GPU
+            assert isinstance(instantiate(cfg.trainer), pl.Trainer)
+        else:
+            objects = [instantiate(v) for v in cfg[group].values()]
+            assert objects and all(o is not None for o in objects)
+
+
+def test_run_dir_and_defaults():
+    cfg = compose([])
+    assert cfg.hydra.run.dir.startswith("outputs/")
+    assert cfg.model._target_.endswith("CNNClassifier") and cfg.optimizer._target_ == "torch.optim.Adam"
+    assert cfg.data.val_fraction == 0.1 and cfg.trainer.accelerator == "auto"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.batch_size=0", "data.batch_size must be > 0, got 0"),
+    ("data.val_fraction=1.5", "data.val_fraction must be in (0, 1), got 1.5"),
+    ("optimizer.lr=-0.1", "optimizer.lr must be > 0, got -0.1"),
+    ("model.net.dropout=1.0", "model.net.dropout must be in [0, 1), got 1.0"),
+    ("regularization.l2=-1", "regularization.l2 must be >= 0, got -1"),
+    ("trainer.max_epochs=0", "trainer.max_epochs must be > 0"),
+    ("augment.hflip=2", "augment.hflip is a probability"),
+    ("augment.rotation=-3", "augment.rotation must be >= 0"),
+    ("data.batch_size=abc", "data.batch_size must be a number, got 'abc'"),
+])
+def test_impossible_values_are_refused(override, message):
+    cfg = compose([override])
+    with pytest.raises(ConfigError) as err:
+        check_config(cfg)
+    assert str(err.value) == message or str(err.value).startswith(message)

@@ -1,0 +1,77 @@
+import io
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from mnistlab.modules import CNNClassifier, DNNClassifier, LeNet5Classifier, SoftmaxClassifier
+from mnistlab.schedules import ExponentialDecay, WarmupCosine
+
+SGD = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}
+
+
+def test_penalties_equal_their_formulas():
+    module = DNNClassifier(net={"hidden": [8]}, optimizer=SGD, regularization={"l1": 0.01, "l2": 0.1})
+    weights = [module.net.layers[1].weight, module.net.layers[3].weight]
+    expected = 0.01 * sum(w.abs().sum() for w in weights) + 0.1 * sum(w.pow(2).sum() for w in weights)
+    assert torch.allclose(module.penalty(), expected)
+    assert DNNClassifier(net={"hidden": [8]}, optimizer=SGD).penalty() is None
+
+
+def test_penalty_skips_biases_and_batch_norm():
+    module = CNNClassifier(net={"batch_norm": True}, optimizer=SGD, regularization={"l2": 1.0})
+    with torch.no_grad():
+        for name, p in module.net.named_parameters():
+            p.fill_(0.0 if p.ndim > 1 else 5.0)
+    assert module.penalty().item() == 0.0
+
+
+def test_training_loss_includes_the_penalty():
+    module = SoftmaxClassifier(optimizer=SGD, regularization={"l2": 0.5})
+    x, y = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    loss = module.training_step((x, y), 0)
+    plain = torch.nn.functional.cross_entropy(module(x), y)
+    assert torch.allclose(loss, plain + 0.5 * module.net.layers[2].weight.pow(2).sum())
+
+
+def test_regularization_dropout_sets_the_model_rate():
+    module = LeNet5Classifier(optimizer=SGD, regularization={"dropout": 0.4})
+    assert {m.p for m in module.modules() if isinstance(m, torch.nn.Dropout)} == {0.4}
+    module = SoftmaxClassifier(optimizer=SGD, regularization={"dropout": 0.2})
+    assert [m.p for m in module.modules() if isinstance(m, torch.nn.Dropout)] == [0.2]
+
+
+def test_hyperparameters_are_plain_and_checkpoint_loads_weights_only():
+    net = OmegaConf.create({"hidden": [16, 8], "activation": "tanh"})
+    module = DNNClassifier(net=net, optimizer=OmegaConf.create(SGD), scheduler=None)
+    assert type(module.hparams["net"]) is dict and module.hparams["net"]["hidden"] == [16, 8]
+    buffer = io.BytesIO()
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=True)
+    rebuilt = DNNClassifier(**loaded["hyper_parameters"])
+    rebuilt.load_state_dict(loaded["state_dict"])
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(rebuilt.eval()(x), module.eval()(x))
+
+
+def test_exponential_decay_matches_tensorflow():
+    smooth, stairs = ExponentialDecay(100, 0.5), ExponentialDecay(100, 0.5, staircase=True)
+    assert [smooth(s) for s in (0, 50, 100, 250)] == pytest.approx([1.0, 0.5**0.5, 0.5, 0.5**2.5])
+    assert [stairs(s) for s in (0, 99, 100, 199, 250)] == [1.0, 1.0, 0.5, 0.5, 0.25]
+
+
+def test_warmup_cosine_shape():
+    f = WarmupCosine(total_steps=110, warmup_steps=10, min_ratio=0.1)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.55) and f(110) == pytest.approx(0.1) and f(500) == pytest.approx(0.1)
+
+
+def test_channels_last_gives_the_same_logits():
+    torch.manual_seed(0)
+    a = CNNClassifier(optimizer=SGD)
+    b = CNNClassifier(optimizer=SGD, channels_last=True)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.allclose(a(x), b(x), atol=1e-5)
+    assert b.net.features[0].weight.is_contiguous(memory_format=torch.channels_last)

@@ -1,0 +1,72 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from mnistlab import nets
+from mnistlab.errors import ConfigError
+
+
+def count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("net, params", [
+    (nets.SoftmaxRegression(), 784 * 10 + 10),
+    (nets.DNN(), 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10),
+    (nets.CNN(), 206_922),  # the Keras tutorial's model.summary()
+    (nets.LeNet5(), 61_706),
+])
+def test_parameter_counts_and_output_shape(net, params):
+    assert count(net) == params
+    assert net(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_cnn_is_the_keras_network():
+    convs = [m for m in nets.CNN().modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
+        (1, 16, (3, 3), (1, 1)), (16, 32, (3, 3), (1, 1))]
+    dense = [m for m in nets.CNN().modules() if isinstance(m, nn.Linear)]
+    assert [(d.in_features, d.out_features) for d in dense] == [(32 * 7 * 7, 128), (128, 10)]
+
+
+def test_truncated_normal_init_matches_the_tutorial():
+    torch.manual_seed(0)
+    net = nets.DNN(hidden=(300, 100), init="truncated_normal")
+    first = net.layers[1].weight
+    std = 2 / math.sqrt(784)
+    assert first.abs().max() <= 2 * std + 1e-6
+    # a normal truncated at 2 sigma has std 0.8796 sigma
+    assert first.std().item() == pytest.approx(0.8796 * std, rel=0.02)
+    assert torch.count_nonzero(net.layers[1].bias) == 0
+
+
+@pytest.mark.parametrize("name, kind", [(k, v) for k, v in nets.ACTIVATIONS.items()])
+def test_activations(name, kind):
+    net = nets.DNN(hidden=(20,), activation=name)
+    assert any(isinstance(m, kind) for m in net.modules())
+
+
+def test_batch_norm_and_dropout_options():
+    dnn = nets.DNN(hidden=(64, 32), batch_norm=True, dropout=0.3)
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in dnn.modules()) == 2
+    assert [m.p for m in dnn.modules() if isinstance(m, nn.Dropout)] == [0.3, 0.3]
+    cnn = nets.CNN(channels=(8, 16, 32), convs_per_block=2, batch_norm=True, dropout=0.25, dense=64)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in cnn.modules()) == 6
+    assert cnn(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    lenet = nets.LeNet5(batch_norm=True, dropout=0.1, activation="tanh")
+    assert lenet(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: nets.DNN(activation="swishy"), "unknown activation 'swishy'"),
+    (lambda: nets.DNN(dropout=1.0), "dropout must be in \\[0, 1\\)"),
+    (lambda: nets.DNN(init="magic"), "unknown init 'magic'"),
+    (lambda: nets.DNN(hidden=(0,)), "hidden sizes must be > 0"),
+    (lambda: nets.CNN(kernel_size=4), "kernel_size must be odd"),
+    (lambda: nets.CNN(channels=(8, 8, 8, 8, 8)), "1 to 4 blocks"),
+])
+def test_bad_options(build, message):
+    with pytest.raises(ConfigError, match=message):
+        build()

@@ -1,0 +1,124 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from helpers import run_train, synthetic_overrides
+from mnistlab.errors import ConfigError
+from mnistlab.modules import DNNClassifier
+
+
+def tensorboard_tags(run_dir):
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"histograms": 0, "images": 0})
+    events.Reload()
+    return events.Tags()
+
+
+@pytest.fixture(scope="module")
+def finished_run(synthetic_root, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    metrics = run_train(run_dir, [*synthetic_overrides(synthetic_root), "model=dnn", "trainer.max_epochs=3",
+                                  "augment=digits", "scheduler=cosine"])
+    return run_dir, metrics
+
+
+def test_short_run_learns_and_writes_metrics(finished_run):
+    run_dir, metrics = finished_run
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("test/acc", "test/loss", "val/acc_best", "epochs", "fit_seconds", "train_images_per_second"):
+        assert key in saved, key
+    assert saved["test/acc"] > 0.9 and saved["val/acc_best"] > 0.9  # synthetic classes are easy
+    assert saved["epochs"] == 3 and saved["fit_seconds"] > 0 and saved["train_images_per_second"] > 0
+    assert saved["test/acc"] == pytest.approx(metrics["test/acc"])
+
+
+def test_checkpoints_best_and_last_load_weights_only(finished_run):
+    run_dir, metrics = finished_run
+    names = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
+    assert "last.ckpt" in names and any(n.startswith("best-epoch") for n in names)
+    for name in names:
+        checkpoint = torch.load(run_dir / "checkpoints" / name, weights_only=True)
+        module = DNNClassifier(**checkpoint["hyper_parameters"])
+        module.load_state_dict(checkpoint["state_dict"])
+        assert checkpoint["datamodule_hyper_parameters"]["dataset"] == "mnist"
+    assert metrics["best_checkpoint"].endswith(next(n for n in names if n.startswith("best")))
+
+
+def test_tensorboard_has_scalars_images_histograms_graph_and_hparams(finished_run):
+    run_dir, _ = finished_run
+    tags = tensorboard_tags(run_dir)
+    for scalar in ("train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/acc", "test/loss",
+                   "lr-Adam", "hp/test_acc"):
+        assert scalar in tags["scalars"], scalar
+    assert {"data/train_raw_then_augmented", "test/predictions"} <= set(tags["images"])
+    assert any(t.startswith("weights/") for t in tags["histograms"])
+    assert tags["graph"] is True
+    plugins = " ".join(p.name for p in (run_dir / "tensorboard").iterdir())
+    assert "events.out.tfevents" in plugins
+
+
+def test_resume_continues_from_last_checkpoint(finished_run, synthetic_root, tmp_path):
+    run_dir, first = finished_run
+    metrics = run_train(tmp_path, [*synthetic_overrides(synthetic_root), "model=dnn", "trainer.max_epochs=4",
+                                   "augment=digits", "scheduler=cosine",
+                                   f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"])
+    assert metrics["epochs"] == 4 and metrics["global_step"] == first["global_step"] * 4 // 3
+
+
+def test_earlier_checkpoints_are_never_overwritten(finished_run, synthetic_root):
+    run_dir, _ = finished_run
+    before = {p.name: p.stat().st_mtime_ns for p in (run_dir / "checkpoints").iterdir()}
+    with pytest.raises(ConfigError, match="already holds checkpoints of an earlier run"):
+        run_train(run_dir, [*synthetic_overrides(synthetic_root), "trainer.max_epochs=1"])
+    assert before == {p.name: p.stat().st_mtime_ns for p in (run_dir / "checkpoints").iterdir()}
+
+
+def test_ema_checkpoints_hold_the_averaged_weights(synthetic_root, tmp_path):
+    run_train(tmp_path, [*synthetic_overrides(synthetic_root), "model=softmax", "trainer.max_epochs=1",
+                         "callbacks=ema", "callbacks.ema.decay=0.9"])
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    averaged, current = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert not torch.equal(averaged["net.layers.2.weight"], current["net.layers.2.weight"])
+
+
+@pytest.mark.parametrize("scheduler", ["exponential", "step", "cosine", "onecycle", "plateau"])
+def test_every_scheduler_trains(scheduler, synthetic_root, tmp_path):
+    metrics = run_train(tmp_path, [*synthetic_overrides(synthetic_root), "model=softmax", "trainer.max_epochs=2",
+                                   f"scheduler={scheduler}", "optimizer=momentum"])
+    assert metrics["epochs"] == 2 and metrics["test/acc"] > 0.5
+
+
+def test_clipping_and_bf16_autocast_on_cpu(synthetic_root, tmp_path):
+    metrics = run_train(tmp_path, [*synthetic_overrides(synthetic_root), "model=cnn", "++trainer.fast_dev_run=true",
+                                   "trainer.precision=bf16-mixed", "trainer.gradient_clip_val=0.5"])
+    assert 0.0 <= metrics["test/acc"] <= 1.0 and metrics["global_step"] == 1
+
+
+def test_real_mnist_few_batches_clearly_above_chance(mnist_root, tmp_path):
+    metrics = run_train(tmp_path, [f"data.data_dir={mnist_root}", "model=dnn", "optimizer=sgd", "optimizer.lr=0.1",
+                                   "trainer.max_epochs=1", "++trainer.limit_train_batches=60",
+                                   "++trainer.limit_val_batches=2"])
+    assert metrics["test/acc"] > 0.8  # 10% is chance
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "mnistlab.train", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=300)
+
+
+def test_cli_bad_value_is_one_line_without_traceback(tmp_path):
+    result = cli("data.batch_size=0", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: data.batch_size must be > 0, got 0"]
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_cli_fast_dev_run(synthetic_root, tmp_path):
+    result = cli(*synthetic_overrides(synthetic_root), "++trainer.fast_dev_run=true", "trainer.accelerator=cpu",
+                 f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "test accuracy" in result.stdout and (tmp_path / "metrics.json").is_file()
