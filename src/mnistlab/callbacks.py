@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import time
 
-import matplotlib
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
+from torchvision.utils import make_grid
 
-matplotlib.use("Agg")  # headless: figures go to TensorBoard and PNG files, never to a window
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pytorch_lightning as pl  # noqa: E402
-import torch  # noqa: E402
-from pytorch_lightning.loggers import TensorBoardLogger  # noqa: E402
-from pytorch_lightning.utilities import rank_zero_only  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
+from .plots import confusion_figure, digits_figure
 
 
 class SpeedMonitor(pl.Callback):
@@ -62,34 +59,17 @@ def _tensorboard(trainer: pl.Trainer):
     return None
 
 
-def digits_figure(images: torch.Tensor, labels, predictions=None, class_names=None, columns: int = 8):
-    """A grid of images titled with their labels (and predictions, red when wrong)."""
-    n = len(images)
-    rows = (n + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.5), squeeze=False)
-    names = class_names or [str(i) for i in range(10)]
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= n:
-            continue
-        ax.imshow(images[i].squeeze().cpu().numpy(), cmap="gray_r", vmin=0, vmax=1)
-        true = names[int(labels[i])]
-        if predictions is None:
-            ax.set_title(true, fontsize=8)
-        else:
-            pred = names[int(predictions[i])]
-            ax.set_title(f"{true} → {pred}", fontsize=8, color="black" if pred == true else "red")
-    fig.tight_layout()
-    return fig
-
-
 class TensorBoardVisuals(pl.Callback):
-    """Augmented training samples, weight histograms and labelled test predictions in TensorBoard."""
+    """TensorBoard pictures: augmented samples, weight histograms, test predictions, confusion matrix,
+    and an embedding-projector view of the penultimate-layer features of test digits."""
 
-    def __init__(self, num_images: int = 32, histograms: bool = True) -> None:
+    def __init__(self, num_images: int = 32, histograms: bool = True, num_embedded: int = 500) -> None:
         self.num_images = num_images
         self.histograms = histograms
-        self._test_batch = None
+        self.num_embedded = num_embedded
+        self._test_batches: list = []
+        self._predictions: list = []
+        self._labels: list = []
 
     def _pixels(self, datamodule, x: torch.Tensor) -> torch.Tensor:
         return (x * datamodule.std + datamodule.mean).clamp(0, 1)
@@ -115,16 +95,36 @@ class TensorBoardVisuals(pl.Callback):
         for name, param in pl_module.net.named_parameters():
             writer.add_histogram(f"weights/{name}", param.detach().float().cpu(), trainer.current_epoch)
 
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._test_batches, self._predictions, self._labels = [], [], []
+
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if batch_idx == 0:
-            x, y = batch
-            self._test_batch = (x[: self.num_images].detach(), y[: self.num_images], outputs[: self.num_images])
+        x, y = batch
+        self._predictions.append(outputs.argmax(-1).cpu())
+        self._labels.append(y.cpu())
+        kept = sum(len(b[1]) for b in self._test_batches)
+        if kept < max(self.num_images, self.num_embedded):
+            self._test_batches.append((x.detach(), y, outputs.detach()))
 
     @rank_zero_only
     def on_test_end(self, trainer, pl_module) -> None:
         writer, dm = _tensorboard(trainer), trainer.datamodule
-        if writer is None or self._test_batch is None or dm is None:
+        if writer is None or not self._test_batches or dm is None:
             return
-        x, y, logits = self._test_batch
-        fig = digits_figure(self._pixels(dm, x), y.cpu(), logits.argmax(-1).cpu(), class_names=list(dm.classes))
-        writer.add_figure("test/predictions", fig, trainer.global_step)  # closes the figure
+        names = list(dm.classes)
+        x = torch.cat([b[0] for b in self._test_batches])
+        y = torch.cat([b[1] for b in self._test_batches])
+        logits = torch.cat([b[2] for b in self._test_batches])
+        n = self.num_images
+        step = trainer.global_step
+        fig = digits_figure(self._pixels(dm, x[:n]), y[:n].cpu(), logits[:n].argmax(-1).cpu(), class_names=names)
+        writer.add_figure("test/predictions", fig, step)  # add_figure closes the figure
+        writer.add_figure("test/confusion_matrix",
+                          confusion_figure(torch.cat(self._predictions), torch.cat(self._labels), names), step)
+        if self.num_embedded:
+            m = self.num_embedded
+            with torch.no_grad():
+                features = pl_module.penultimate(x[:m])
+            writer.add_embedding(features.float().cpu(), metadata=[names[int(c)] for c in y[:m]],
+                                 label_img=self._pixels(dm, x[:m]).float().cpu(), global_step=step,
+                                 tag="test/penultimate_features")

@@ -70,3 +70,15 @@ def check_config(cfg: DictConfig) -> None:
         value = _number(cfg, f"augment.{key}")
         if value is not None and value < 0:
             raise ConfigError(f"augment.{key} must be >= 0, got {value}")
+
+
+def output_path(path: str | None, overwrite: bool) -> Path | None:
+    """A file a tool may write: never silently replaces an existing one."""
+    if path is None:
+        return None
+    target = Path(path).expanduser()
+    if target.exists() and not overwrite:
+        raise ConfigError(f"{target} already exists; choose another file or add overwrite=true")
+    if not target.parent.is_dir():
+        raise ConfigError(f"{target.parent}: folder does not exist")
+    return target

@@ -96,6 +96,7 @@ class MNISTDataModule(pl.LightningDataModule):
         split_seed: int = 0,
         seed: int = 0,
         device_cache: bool = True,
+        normalize: bool = True,
         augment: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -107,11 +108,12 @@ class MNISTDataModule(pl.LightningDataModule):
         self.save_hyperparameters(
             dict(dataset=dataset, data_dir=data_dir, download=download, batch_size=batch_size,
                  eval_batch_size=eval_batch_size, val_fraction=val_fraction, split_seed=split_seed, seed=seed,
-                 device_cache=device_cache, augment=augment)
+                 device_cache=device_cache, normalize=normalize, augment=augment)
         )
         self.info = dataset_info(dataset)
         self.augment = BatchAugment(**augment)
-        self.mean, self.std = self.info.mean, self.info.std
+        # Without normalization the network sees pixels in [0, 1], as in the TensorFlow tutorials.
+        self.mean, self.std = (self.info.mean, self.info.std) if normalize else (0.0, 1.0)
         self.train_set: tuple[torch.Tensor, torch.Tensor] | None = None
         self.val_set: tuple[torch.Tensor, torch.Tensor] | None = None
         self.test_set: tuple[torch.Tensor, torch.Tensor] | None = None

@@ -81,6 +81,17 @@ class ClassifierModule(pl.LightningModule):
         x = x.contiguous(memory_format=self.memory_format)
         return (self._compiled_net or self.net)(x)
 
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
+        """Features entering the last linear layer (what the classifier separates), ``[N, D]``."""
+        last = [m for m in self.net.modules() if isinstance(m, nn.Linear)][-1]
+        captured = []
+        handle = last.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
+        try:
+            self(x)
+        finally:
+            handle.remove()
+        return captured[0].flatten(1)
+
     def setup(self, stage: str) -> None:
         if self.hparams.compile and self._compiled_net is None:
             self._compiled_net = torch.compile(self.net)
@@ -130,6 +141,10 @@ class ClassifierModule(pl.LightningModule):
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         return self(x).softmax(dim=-1)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lets tools rebuild the right class from an allow-list, without unpickling anything.
+        checkpoint["mnistlab"] = {"module": type(self).__name__}
 
     def on_train_start(self) -> None:
         self.val_acc_best.reset()  # forget the sanity check's score

@@ -106,15 +106,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
-    table = Table(title=f"mnistlab run: {run_dir}", show_header=False)
+    table = Table(title="mnistlab run", show_header=False)
     rows = [
+        ("run dir", str(run_dir)),
         ("test accuracy", f"{metrics.get('test/acc', float('nan')):.4f}"),
         ("test loss", f"{metrics.get('test/loss', float('nan')):.4f}"),
         ("best val accuracy", f"{metrics.get('val/acc_best', float('nan')):.4f}"),
         ("epochs", str(metrics.get("epochs"))),
         ("fit seconds", f"{metrics.get('fit_seconds', 0):.1f}"),
         ("training images/s", f"{metrics.get('train_images_per_second', 0):,.0f}"),
-        ("best checkpoint", str(metrics.get("best_checkpoint"))),
+        ("tested", metrics.get("best_checkpoint") or "final weights"),
     ]
     for name, value in rows:
         table.add_row(name, value)

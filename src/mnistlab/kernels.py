@@ -1,0 +1,135 @@
+"""``python -m mnistlab.kernels [ckpt_path=PATH] [index=N] output=FILE.png``: the convolution lesson.
+
+A test digit filtered by the classic image kernels side by side; with a CNN checkpoint also its
+first-layer learned filters and the feature maps they produce on that digit.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import hydra
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import nn
+
+from .checkpoints import dataset_of, load_model, normalization_of
+from .config import CONFIG_DIR, output_path
+from .datasets import dataset_info, load_split
+from .errors import ConfigError, report_errors
+from .plots import save
+
+
+def gaussian(size: int, sigma: float) -> torch.Tensor:
+    r = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    g = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def laplacian_of_gaussian(size: int, sigma: float) -> torch.Tensor:
+    r = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    rr = r[:, None] ** 2 + r[None, :] ** 2
+    log = (rr - 2 * sigma**2) / sigma**4 * torch.exp(-rr / (2 * sigma**2))
+    return log - log.mean()  # zero sum: flat regions give zero
+
+
+def classic_kernels() -> dict[str, torch.Tensor]:
+    prewitt = torch.tensor([[-1.0, 0, 1], [-1, 0, 1], [-1, 0, 1]])
+    sobel = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])
+    return {
+        "mean blur 3x3": torch.full((3, 3), 1 / 9),
+        "Gaussian blur 5x5 σ=1": gaussian(5, 1.0),
+        "Prewitt x": prewitt,
+        "Prewitt y": prewitt.T.contiguous(),
+        "Sobel x": sobel,
+        "Sobel y": sobel.T.contiguous(),
+        "Laplacian": torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]),
+        "LoG 9x9 σ=1.4": laplacian_of_gaussian(9, 1.4),
+    }
+
+
+def filter_image(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """``[H, W]`` image correlated with ``[k, k]`` kernel, same size (zero padding)."""
+    return F.conv2d(image[None, None], kernel[None, None], padding=kernel.shape[-1] // 2)[0, 0]
+
+
+def _show(ax, image: torch.Tensor, title: str, cmap: str = "gray", symmetric: bool = False) -> None:
+    data = image.detach().float().cpu()
+    if symmetric:
+        limit = data.abs().max().item() or 1.0
+        ax.imshow(data, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    else:
+        ax.imshow(data, cmap=cmap)
+    ax.set_title(title, fontsize=7)
+    ax.axis("off")
+
+
+def learned_panels(module, image: torch.Tensor, mean: float, std: float):
+    """First-layer filters and what they make of the digit, or dense weights as 28x28 templates."""
+    first = next(m for m in module.net.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    if isinstance(first, nn.Conv2d):
+        with torch.no_grad():
+            maps = first(((image - mean) / std)[None, None].to(first.weight.dtype))[0]
+        filters = first.weight[:, 0]
+        return "filters", filters, maps
+    templates = first.weight[:16].reshape(-1, 28, 28)
+    return "templates", templates, None
+
+
+def kernels_figure(image: torch.Tensor, label: str, module=None, mean: float = 0.0, std: float = 1.0):
+    kernels = classic_kernels()
+    learned = learned_panels(module, image, mean, std) if module is not None else None
+    columns = 9
+    rows = 1
+    if learned is not None:
+        rows += 2 * math.ceil(len(learned[1]) / columns) if learned[0] == "filters" else math.ceil(len(learned[1]) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.5, rows * 1.7), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    _show(axes[0, 0], image, f"test digit ({label})")
+    for ax, (name, kernel) in zip(axes[0, 1:], kernels.items()):
+        _show(ax, filter_image(image, kernel), name, symmetric=kernel.sum().abs() < 1e-6)
+    if learned is not None:
+        kind, weights, maps = learned
+        row = 1
+        flat = [ax for r in axes[row:] for ax in r]
+        for i, weight in enumerate(weights):
+            _show(flat[i], weight, f"{'filter' if kind == 'filters' else 'unit'} {i}", symmetric=True)
+        if maps is not None:
+            offset = math.ceil(len(weights) / columns) * columns
+            for i, fmap in enumerate(maps):
+                _show(flat[offset + i], fmap, f"feature map {i}", cmap="viridis")
+    fig.suptitle("classic kernels (top)" + (f", the model's first layer: learned {learned[0]} below" if learned else ""),
+                 fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return fig
+
+
+@report_errors
+def run(cfg: DictConfig) -> None:
+    output = output_path(cfg.output, cfg.overwrite)
+    if output.suffix.lower() != ".png":
+        raise ConfigError(f"output={cfg.output}: must be a .png file")
+    module, dataset, normalization = None, cfg.dataset, (0.0, 1.0)
+    if cfg.ckpt_path:
+        module, checkpoint = load_model(cfg.ckpt_path)
+        dataset, normalization = dataset_of(checkpoint), normalization_of(checkpoint)
+    info = dataset_info(dataset)
+    images, labels = load_split(info.name, "test", cfg.data_dir)
+    if not 0 <= cfg.index < len(labels):
+        raise ConfigError(f"index={cfg.index}: the test set has images 0 to {len(labels) - 1}")
+    image = images[cfg.index].float() / 255
+    save(kernels_figure(image, info.classes[int(labels[cfg.index])], module, *normalization), output)
+    print(f"wrote {output}", file=sys.stderr)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="kernels")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

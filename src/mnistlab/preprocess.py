@@ -1,0 +1,66 @@
+"""Turning images as people have them into MNIST digits, the way MNIST itself was made.
+
+Ink is made light on a dark background (the polarity is detected), cropped to its bounding box, fitted
+into 20x20 keeping the aspect ratio, then placed in a 28x28 field with its centre of mass in the middle.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torchvision.transforms.v2.functional import resize
+
+from .errors import DataError
+
+INK_THRESHOLD = 0.2  # of the ink's full strength: what counts as ink when cropping
+
+
+def read_gray(path: str | Path) -> torch.Tensor:
+    """Any PIL-readable image (PNG, JPG, BMP, ...; gray, RGB or RGBA) as a float ``[H, W]`` in [0, 1]."""
+    try:
+        with Image.open(path) as image:
+            if image.mode in ("RGBA", "LA", "P"):  # transparent areas become white paper
+                image = image.convert("RGBA")
+                paper = Image.new("RGBA", image.size, (255, 255, 255, 255))
+                image = Image.alpha_composite(paper, image)
+            gray = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise DataError(f"cannot read image ({err})") from None
+    return torch.from_numpy(gray.copy())
+
+
+def light_ink(gray: torch.Tensor) -> torch.Tensor:
+    """Light ink on black, background 0, strongest ink 1 (inverts dark-on-light images)."""
+    border = torch.cat([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    background = border.median()
+    if background > 0.5:  # light paper: dark ink
+        gray, background = 1.0 - gray, 1.0 - background
+    ink = (gray - background).clamp_min(0)
+    peak = ink.max()
+    if peak < 0.05:
+        raise DataError("no digit found (the image is blank)")
+    return ink / peak
+
+
+def to_mnist(gray: torch.Tensor) -> torch.Tensor:
+    """A float ``[H, W]`` image in [0, 1] -> an MNIST-style ``[28, 28]`` digit in [0, 1]."""
+    ink = light_ink(gray)
+    rows = (ink > INK_THRESHOLD).any(dim=1).nonzero().flatten()
+    cols = (ink > INK_THRESHOLD).any(dim=0).nonzero().flatten()
+    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    h, w = crop.shape
+    factor = 20.0 / max(h, w)
+    size = [max(1, round(h * factor)), max(1, round(w * factor))]
+    box = resize(crop[None], size, antialias=True)[0].clamp(0, 1)
+    total = box.sum()
+    ys = torch.arange(box.shape[0], dtype=box.dtype)
+    xs = torch.arange(box.shape[1], dtype=box.dtype)
+    com_y, com_x = (box.sum(1) * ys).sum() / total, (box.sum(0) * xs).sum() / total
+    top = int(min(max(round(14.0 - com_y.item()), 0), 28 - box.shape[0]))
+    left = int(min(max(round(14.0 - com_x.item()), 0), 28 - box.shape[1]))
+    digit = torch.zeros(28, 28)
+    digit[top : top + box.shape[0], left : left + box.shape[1]] = box
+    return digit

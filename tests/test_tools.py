@@ -1,0 +1,192 @@
+"""The look-inside tools, run through their real entry points on a small real-MNIST model."""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import write_idx
+from helpers import run_train
+from mnistlab.checkpoints import load_model
+from mnistlab.datasets import load_split
+from mnistlab.export import max_difference, standalone_from_checkpoint
+from mnistlab.kernels import classic_kernels, filter_image
+from mnistlab.preprocess import to_mnist
+
+
+@pytest.fixture(scope="module")
+def real_checkpoint(mnist_root, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("cnn")
+    run_train(run_dir, [f"data.data_dir={mnist_root}", "model=cnn", "trainer.max_epochs=1",
+                        "++trainer.limit_train_batches=80", "++trainer.limit_val_batches=2"])
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def tool(name, *args, env_dir=None):
+    env = {**os.environ}
+    if env_dir:
+        env["MNISTLAB_DATA_DIR"] = str(env_dir)
+    return subprocess.run([sys.executable, "-m", f"mnistlab.{name}", *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+def test_evaluate_writes_metrics_and_pictures(real_checkpoint, mnist_root, tmp_path):
+    result = tool("evaluate", f"ckpt_path={real_checkpoint}", f"hydra.run.dir={tmp_path}", env_dir=mnist_root)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    module, _ = load_model(real_checkpoint)
+    images, labels = load_split("mnist", "test", mnist_root)
+    with torch.no_grad():
+        x = (images[:, None].float() / 255 - 0.1307) / 0.3081
+        predictions = torch.cat([module(b).argmax(-1) for b in x.split(2000)])
+    assert metrics["test/acc"] == pytest.approx((predictions == labels).float().mean().item(), abs=1e-6)
+    assert metrics["test/acc"] > 0.9 and metrics["errors"] == int((predictions != labels).sum())
+    assert sum(row["support"] for row in metrics["per_class"].values()) == 10000
+    recall_3 = ((predictions == 3) & (labels == 3)).sum() / (labels == 3).sum()
+    assert metrics["per_class"]["3"]["recall"] == pytest.approx(recall_3.item(), abs=1e-6)
+    for picture in ("confusion_matrix.png", "worst_errors.png"):
+        assert Image.open(tmp_path / picture).size[0] > 300
+    assert "precision" in result.stdout
+
+
+def paper_scan(digit: np.ndarray, offset: tuple[int, int], rgb: bool, scale: int = 4) -> Image.Image:
+    """A digit as someone might photograph it: bigger, dark ink on light paper, off-centre."""
+    big = np.asarray(Image.fromarray(digit).resize((28 * scale, 28 * scale), Image.BILINEAR))
+    canvas = np.zeros((220, 180), np.uint8)
+    canvas[offset[0] : offset[0] + big.shape[0], offset[1] : offset[1] + big.shape[1]] = big
+    image = Image.fromarray(255 - canvas)
+    return image.convert("RGB") if rgb else image
+
+
+def test_preprocessing_recovers_the_mnist_digit(mnist_root):
+    images, _ = load_split("mnist", "test", mnist_root)
+    similarities = []
+    for i in range(20):
+        scan = paper_scan(images[i].numpy(), offset=(5 + 7 * (i % 10), 3 + 5 * (i % 10)), rgb=i % 2 == 0)
+        gray = torch.from_numpy(np.asarray(scan.convert("L"), np.float32) / 255)
+        recovered, original = to_mnist(gray), images[i].float() / 255
+        assert recovered.shape == (28, 28) and 0 <= recovered.min() and recovered.max() <= 1
+        similarities.append(torch.nn.functional.cosine_similarity(recovered.flatten(), original.flatten(), dim=0))
+    # a one-pixel misplacement of a thin stroke drops this well below 0.7
+    assert min(similarities) > 0.75 and sum(similarities) / len(similarities) > 0.93
+
+
+def test_predict_files_folders_globs_and_idx(real_checkpoint, mnist_root, tmp_path):
+    images, _ = load_split("mnist", "test", mnist_root)
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for i in range(12):
+        suffix = ("png", "jpg", "bmp")[i % 3]
+        paper_scan(images[i].numpy(), offset=(10 + 4 * i, 20), rgb=i % 2 == 1).save(folder / f"digit{i:02d}.{suffix}")
+    (folder / "broken.png").write_bytes(b"not an image")
+    write_idx(tmp_path / "few-idx3-ubyte", images[:5].numpy())
+
+    out = tmp_path / "predictions.jsonl"
+    result = tool("predict", f"ckpt_path={real_checkpoint}", f"inputs={folder}", f"output={out}",
+                  f"plot={tmp_path / 'plot.png'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 13 and rows[0] == {"path": str(folder / "broken.png"), "error": rows[0]["error"]}
+    module, _ = load_model(real_checkpoint)
+    with torch.no_grad():
+        direct = module((images[:12, None].float() / 255 - 0.1307) / 0.3081).argmax(-1).tolist()
+    predicted = [row["label"] for row in rows[1:]]
+    assert sum(p == d for p, d in zip(predicted, direct)) >= 10  # same answer as on the original digits
+    assert all(set(row) == {"path", "label", "prob", "top3"} and len(row["top3"]) == 3 for row in rows[1:])
+    assert all(row["top3"][0] == [row["label"], row["prob"]] for row in rows[1:])
+    assert Image.open(tmp_path / "plot.png").size[0] > 300
+
+    result = tool("predict", f"ckpt_path={real_checkpoint}", f"inputs={tmp_path / 'few-idx3-ubyte'}")
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["label"] for row in rows] == direct[:5] and rows[4]["path"].endswith("#4")
+
+    result = tool("predict", f"ckpt_path={real_checkpoint}", f"inputs={folder / 'digit*.png'}")
+    assert len(result.stdout.splitlines()) == 4
+
+    again = tool("predict", f"ckpt_path={real_checkpoint}", f"inputs={folder}", f"output={out}")
+    assert again.returncode == 2 and "already exists" in again.stderr and len(again.stderr.splitlines()) == 1
+
+
+def test_inspect_reports_without_building_the_model(real_checkpoint, capsys):
+    from mnistlab.inspect import main
+
+    report = main([str(real_checkpoint), "--json"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["parameters"] == report["parameters"] == 206_922
+    names = {row["name"]: row for row in printed["tensors"]}
+    weight = torch.load(real_checkpoint, weights_only=True)["state_dict"]["net.features.0.weight"]
+    row = names["state_dict.net.features.0.weight"]
+    assert row["shape"] == [16, 1, 3, 3] and row["numel"] == 144 and row["dtype"] == "float32"
+    assert row["mean"] == pytest.approx(weight.mean().item()) and row["max"] == pytest.approx(weight.max().item())
+    assert printed["state"]["global_step"] == 80 and printed["state"]["model_class"] == "CNNClassifier"
+    assert printed["hyper_parameters"]["net"]["channels"] == [16, 32]
+    main([str(real_checkpoint), "--values"])
+    assert "state_dict.net.classifier.3.bias = [" in capsys.readouterr().out
+
+
+class Payload:
+    """Unpickling this would create a file: proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("name", ["inspect", "evaluate", "predict", "export"])
+def test_pickle_payloads_are_refused_by_every_tool(name, tmp_path, real_checkpoint):
+    marker = tmp_path / "code-ran"
+    crafted = tmp_path / "evil.ckpt"
+    checkpoint = torch.load(real_checkpoint, weights_only=True)
+    checkpoint["hyper_parameters"]["payload"] = Payload(str(marker))
+    with open(crafted, "wb") as f:
+        torch.save(checkpoint, f, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    args = {"inspect": [crafted], "evaluate": [f"ckpt_path={crafted}", f"hydra.run.dir={tmp_path / 'ev'}"],
+            "predict": [f"ckpt_path={crafted}", f"inputs={real_checkpoint}"],
+            "export": [f"ckpt_path={crafted}", f"output={tmp_path / 'm.onnx'}"]}[name]
+    result = tool(name, *args)
+    assert result.returncode == 2
+    assert "refused" in result.stderr and str(crafted) in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not marker.exists()
+
+
+def test_classic_kernels_do_what_they_say():
+    kernels = classic_kernels()
+    assert kernels["Gaussian blur 5x5 σ=1"].sum().item() == pytest.approx(1.0)
+    assert kernels["LoG 9x9 σ=1.4"].sum().item() == pytest.approx(0.0, abs=1e-5)
+    edge = torch.zeros(28, 28)
+    edge[:, 14:] = 1.0  # a vertical edge
+    sobel_x, sobel_y = filter_image(edge, kernels["Sobel x"]), filter_image(edge, kernels["Sobel y"])
+    assert sobel_x[5:23, 13:15].min() == 4.0 and sobel_y[5:23, 5:23].abs().max() == 0.0
+    flat = torch.ones(28, 28)
+    assert filter_image(flat, kernels["Laplacian"])[5:23, 5:23].abs().max() == 0.0
+
+
+def test_kernels_figure_with_and_without_checkpoint(real_checkpoint, mnist_root, tmp_path):
+    result = tool("kernels", f"output={tmp_path / 'classic.png'}", "index=7", env_dir=mnist_root)
+    assert result.returncode == 0, result.stderr[-2000:]
+    result = tool("kernels", f"ckpt_path={real_checkpoint}", f"output={tmp_path / 'learned.png'}", env_dir=mnist_root)
+    assert result.returncode == 0, result.stderr[-2000:]
+    classic, learned = Image.open(tmp_path / "classic.png"), Image.open(tmp_path / "learned.png")
+    assert learned.size[1] > 3 * classic.size[1]  # 16 filters and 16 feature maps below the classic row
+    bad = tool("kernels", "index=10000", f"output={tmp_path / 'x.png'}", env_dir=mnist_root)
+    assert bad.returncode == 2 and "index=10000" in bad.stderr
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_matches_pytorch_on_real_digits(fmt, real_checkpoint, mnist_root, tmp_path):
+    output = tmp_path / f"model.{fmt}"
+    result = tool("export", f"ckpt_path={real_checkpoint}", f"format={fmt}", f"output={output}", env_dir=mnist_root)
+    assert result.returncode == 0, result.stderr[-2000:]
+    model, _ = standalone_from_checkpoint(real_checkpoint)
+    images, _ = load_split("mnist", "test", mnist_root)
+    for n in (1, 7, 300):  # dynamic batch size
+        batch = images[:n, None].float() / 255
+        assert max_difference(model, fmt, output, batch) < 1e-4
