@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import warnings
 from typing import Callable, TypeVar
 
 T = TypeVar("T")
@@ -44,3 +45,16 @@ def report_errors(fn: Callable[..., T]) -> Callable[..., T]:
             raise SystemExit(2) from None
 
     return wrapper
+
+
+# Deprecation notices from libraries that users cannot act on (Lightning's graph tracing, pytree).
+_LIBRARY_NOISE = (
+    r"`torch\.jit\.trace(_method)?` is deprecated",
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    r".*does not have many workers.*",
+)
+
+
+def silence_library_noise() -> None:
+    for pattern in _LIBRARY_NOISE:
+        warnings.filterwarnings("ignore", message=pattern)

@@ -16,6 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from . import nets
 from .errors import ConfigError
+from .reliability import restore_rng_states, save_rng_states
 
 
 def plain(value: Any) -> Any:
@@ -65,6 +66,7 @@ class ClassifierModule(pl.LightningModule):
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self._compiled_net = None  # not a submodule: keeps state_dict keys free of "_orig_mod."
+        self._pending_rng_states: dict | None = None
         self.example_input_array = torch.zeros(2, 1, 28, 28)
 
         def accuracy(top_k: int = 1) -> MulticlassAccuracy:
@@ -145,6 +147,16 @@ class ClassifierModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lets tools rebuild the right class from an allow-list, without unpickling anything.
         checkpoint["mnistlab"] = {"module": type(self).__name__}
+        save_rng_states(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Applied when training resumes, after fit-start work (graph tracing) that may draw random numbers.
+        self._pending_rng_states = checkpoint.get("rng_states")
+
+    def on_train_epoch_start(self) -> None:
+        if self._pending_rng_states is not None:
+            restore_rng_states(self._pending_rng_states)
+            self._pending_rng_states = None
 
     def on_train_start(self) -> None:
         self.val_acc_best.reset()  # forget the sanity check's score

@@ -15,11 +15,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from rich.table import Table
 
 from .callbacks import SpeedMonitor
-from .config import CONFIG_DIR, check_config
-from .errors import ConfigError, report_errors
+from .checkpoints import load_checkpoint
+from .config import CONFIG_DIR, check_config, refuse_to_overwrite
+from .errors import report_errors, silence_library_noise
+from .reliability import check_resumable
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -27,17 +30,6 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
-
-
-def _refuse_to_overwrite(run_dir: Path, ckpt_path: str | None) -> None:
-    ckpt_dir = run_dir / "checkpoints"
-    earlier = sorted(ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
-    resuming_here = ckpt_path is not None and Path(ckpt_path).resolve().parent == ckpt_dir.resolve()
-    if earlier and not resuming_here:
-        raise ConfigError(
-            f"{ckpt_dir} already holds checkpoints of an earlier run; choose another hydra.run.dir "
-            f"or resume it with ckpt_path={earlier[-1]}"
-        )
 
 
 def _instantiate_dict(section: DictConfig | None) -> list[Any]:
@@ -61,12 +53,12 @@ def _machine() -> str:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job described by a composed config; returns the metrics written to metrics.json."""
+    silence_library_noise()
     check_config(cfg)
     run_dir = Path(cfg.trainer.default_root_dir)
     ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path is not None and not Path(ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file")
-    _refuse_to_overwrite(run_dir, ckpt_path)
+    refuse_to_overwrite(run_dir, ckpt_path)
+    resume_from = load_checkpoint(ckpt_path) if ckpt_path else None  # weights_only: never runs pickled code
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data, augment=OmegaConf.to_container(cfg.augment, resolve=True), _recursive_=False)
@@ -77,7 +69,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loggers = _instantiate_dict(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    if resume_from is not None:
+        check_resumable(resume_from, model, ckpt_path)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException:
+        raise SystemExit(143) from None  # 128 + SIGTERM, as if the signal had ended the process
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None and cfg.get("test_best", True) else ""
