@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
+from torchmetrics.classification import MulticlassConfusionMatrix
 from torchvision.utils import make_grid
 
 from .plots import confusion_figure, digits_figure
@@ -68,8 +69,8 @@ class TensorBoardVisuals(pl.Callback):
         self.histograms = histograms
         self.num_embedded = num_embedded
         self._test_batches: list = []
-        self._predictions: list = []
-        self._labels: list = []
+        self._confusion: MulticlassConfusionMatrix | None = None
+        self._confusion_matrix: torch.Tensor | None = None
 
     def _pixels(self, datamodule, x: torch.Tensor) -> torch.Tensor:
         return (x * datamodule.std + datamodule.mean).clamp(0, 1)
@@ -96,15 +97,19 @@ class TensorBoardVisuals(pl.Callback):
             writer.add_histogram(f"weights/{name}", param.detach().float().cpu(), trainer.current_epoch)
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
-        self._test_batches, self._predictions, self._labels = [], [], []
+        self._test_batches = []
+        self._confusion = MulticlassConfusionMatrix(num_classes=pl_module.hparams.num_classes).to(pl_module.device)
+        self._confusion_matrix = None
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         x, y = batch
-        self._predictions.append(outputs.argmax(-1).cpu())
-        self._labels.append(y.cpu())
+        self._confusion.update(outputs.argmax(-1), y)
         kept = sum(len(b[1]) for b in self._test_batches)
         if kept < max(self.num_images, self.num_embedded):
             self._test_batches.append((x.detach(), y, outputs.detach()))
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._confusion_matrix = self._confusion.compute()  # every rank: sums the shards under DDP
 
     @rank_zero_only
     def on_test_end(self, trainer, pl_module) -> None:
@@ -119,8 +124,7 @@ class TensorBoardVisuals(pl.Callback):
         step = trainer.global_step
         fig = digits_figure(self._pixels(dm, x[:n]), y[:n].cpu(), logits[:n].argmax(-1).cpu(), class_names=names)
         writer.add_figure("test/predictions", fig, step)  # add_figure closes the figure
-        writer.add_figure("test/confusion_matrix",
-                          confusion_figure(torch.cat(self._predictions), torch.cat(self._labels), names), step)
+        writer.add_figure("test/confusion_matrix", confusion_figure(self._confusion_matrix, names), step)
         if self.num_embedded:
             m = self.num_embedded
             with torch.no_grad():

@@ -12,7 +12,12 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
-from torchmetrics.functional.classification import multiclass_f1_score, multiclass_precision, multiclass_recall
+from torchmetrics.functional.classification import (
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+    multiclass_precision,
+    multiclass_recall,
+)
 
 from .checkpoints import datamodule_for, load_model
 from .config import CONFIG_DIR
@@ -68,7 +73,9 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "metrics.json", metrics)
-    save(confusion_figure(probs.argmax(-1), labels, names), run_dir / "confusion_matrix.png")
+    matrix = multiclass_confusion_matrix(probs.argmax(-1), labels, num_classes=len(names))
+    metrics["confusion_matrix"] = matrix.tolist()
+    save(confusion_figure(matrix, names), run_dir / "confusion_matrix.png")
     worst = worst_errors(probs, labels, cfg.num_worst)
     if len(worst):
         images = datamodule.test_set[0][worst].float().div(255).cpu()

@@ -165,7 +165,7 @@ class ClassifierModule(pl.LightningModule):
         if self.trainer.sanity_checking:
             return
         self.val_acc_best.update(self.val_acc.compute())
-        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
 
     # -- optimization --------------------------------------------------------------------------
     def configure_optimizers(self):

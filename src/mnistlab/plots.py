@@ -45,11 +45,10 @@ def digits_figure(images: torch.Tensor, labels=None, predictions=None, class_nam
     return fig
 
 
-def confusion_figure(predictions: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str]):
-    """The confusion matrix (rows: true class, columns: predicted), drawn by torchmetrics."""
-    matrix = MulticlassConfusionMatrix(num_classes=len(class_names))
-    matrix.update(predictions.cpu(), labels.cpu())
-    fig, ax = matrix.plot(labels=list(class_names))
+def confusion_figure(matrix: torch.Tensor, class_names: Sequence[str]):
+    """A confusion matrix (rows: true class, columns: predicted), drawn by torchmetrics."""
+    plotter = MulticlassConfusionMatrix(num_classes=len(class_names))
+    fig, ax = plotter.plot(val=matrix.cpu(), labels=list(class_names))
     fig.set_size_inches(7, 6)
     ax.set_title("confusion matrix (rows: true, columns: predicted)")
     return fig

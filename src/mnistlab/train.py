@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +12,19 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from rich.table import Table
 
 from .callbacks import SpeedMonitor
 from .checkpoints import load_checkpoint
 from .config import CONFIG_DIR, check_config, refuse_to_overwrite
-from .errors import report_errors, silence_library_noise
+from .env import machine
+from .errors import MnistlabError, report_errors, silence_library_noise
 from .reliability import check_resumable
 
 
@@ -45,10 +48,22 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
     return params
 
 
-def _machine() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"{platform.processor() or platform.machine()} CPU x{os.cpu_count()}"
+def build_datamodule(cfg: DictConfig):
+    return instantiate(cfg.data, augment=OmegaConf.to_container(cfg.augment, resolve=True), _recursive_=False)
+
+
+def build_model(cfg: DictConfig):
+    return instantiate(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.scheduler,
+                       regularization=cfg.regularization, _recursive_=False)
+
+
+def build(cfg: DictConfig, extra_callbacks: list | None = None, **trainer_overrides):
+    """The DataModule, LightningModule and Trainer a composed config describes."""
+    callbacks = [*_instantiate_dict(cfg.get("callbacks")), *(extra_callbacks or [])]
+    loggers = _instantiate_dict(cfg.get("logger"))
+    trainer_kwargs = {"callbacks": callbacks, "logger": loggers or False, **trainer_overrides}
+    trainer: pl.Trainer = instantiate(cfg.trainer, **trainer_kwargs)
+    return build_datamodule(cfg), build_model(cfg), trainer
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -61,13 +76,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     resume_from = load_checkpoint(ckpt_path) if ckpt_path else None  # weights_only: never runs pickled code
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    datamodule = instantiate(cfg.data, augment=OmegaConf.to_container(cfg.augment, resolve=True), _recursive_=False)
-    model = instantiate(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.scheduler,
-                        regularization=cfg.regularization, _recursive_=False)
     speed = SpeedMonitor()
-    callbacks = [*_instantiate_dict(cfg.get("callbacks")), speed]
-    loggers = _instantiate_dict(cfg.get("logger"))
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    datamodule, model, trainer = build(cfg, extra_callbacks=[speed])
 
     if resume_from is not None:
         check_resumable(resume_from, model, ckpt_path)
@@ -87,9 +97,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         fit_seconds=round(speed.fit_seconds, 3),
         train_images_per_second=round(speed.images_per_second, 1),
         best_checkpoint=best or None,
+        parameters=sum(p.numel() for p in model.net.parameters()),
         stopped_early=bool(getattr(trainer.early_stopping_callback, "stopped_epoch", 0)),
         seed=cfg.seed,
-        machine=_machine(),
+        machine=machine(),
         torch=torch.__version__,
     )
     if trainer.is_global_zero:
@@ -119,10 +130,30 @@ def print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
     Console().print(table)
 
 
-@report_errors
+def in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run_sweep_job(cfg: DictConfig) -> float:
+    """In a sweep a failing job is a row with its error, never the end of the sweep."""
+    run_dir = Path(cfg.trainer.default_root_dir)
+    try:
+        return run(cfg)
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - recorded, reported, and the sweep goes on
+        message = str(err) if isinstance(err, MnistlabError) else f"{type(err).__name__}: {err}"
+        if isinstance(err, SystemExit) and err.code == 143:
+            raise
+        print(f"error: job {run_dir.name} failed: {message}", file=sys.stderr)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "metrics.json", {"status": "failed", "error": message})
+        if "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")):
+            raise  # the Optuna sweeper records a raising job as a failed trial (max_failure_rate permitting)
+        return float("nan")  # the basic sweeper would stop at a raising job
+
+
 def run(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
-    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+    if rank_zero_only.rank == 0:
         print_summary(metrics, Path(cfg.trainer.default_root_dir))
     value = metrics.get(cfg.get("optimized_metric") or "")
     return float(value) if value is not None else None
@@ -130,7 +161,9 @@ def run(cfg: DictConfig) -> float | None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    return run(cfg)
+    if in_multirun():
+        return run_sweep_job(cfg)
+    return report_errors(run)(cfg)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,123 @@
+"""``python -m mnistlab.results experiments=[...] seeds=[...]``: run experiments, tabulate their metrics.
+
+Every number in the README's results table comes from this command: it trains each experiment for each
+seed (one ``python -m mnistlab.train`` process per run), reads each run's ``metrics.json`` and writes a
+Markdown table with mean ± std over seeds, the exact command and the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import statistics
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any, Sequence
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from .config import CONFIG_DIR
+from .env import machine
+from .errors import ConfigError, MnistlabError, report_errors
+
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def train_command(experiment: str, seed: int, overrides: Sequence[str]) -> list[str]:
+    return ["python", "-m", "mnistlab.train", f"experiment={experiment}", f"seed={seed}", *overrides]
+
+
+def run_one(experiment: str, seed: int, overrides: Sequence[str], run_dir: Path) -> dict[str, Any]:
+    metrics_file = run_dir / "metrics.json"
+    if not metrics_file.is_file():
+        if (run_dir / "checkpoints").is_dir():  # an interrupted run: continue it
+            last = run_dir / "checkpoints" / "last.ckpt"
+            extra = [f"ckpt_path={last}"] if last.is_file() else []
+        else:
+            extra = []
+        command = [sys.executable, *train_command(experiment, seed, overrides)[1:], *extra,
+                   f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=0"]
+        print(f"[results] {experiment} seed {seed}: {' '.join(command[1:])}", file=sys.stderr, flush=True)
+        done = subprocess.run(command, stdout=subprocess.DEVNULL)
+        if done.returncode != 0 or not metrics_file.is_file():
+            raise MnistlabError(f"{experiment} seed {seed} failed (exit {done.returncode}); see {run_dir}/train.log")
+    return json.loads(metrics_file.read_text())
+
+
+def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    mean = statistics.fmean(values) * scale
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
+
+
+def table(rows: dict[str, list[dict[str, Any]]], seeds: Sequence[int], overrides: Sequence[str]) -> str:
+    lines = [
+        "| experiment | parameters | test accuracy % (mean ± std) | per seed | epochs | fit s | train img/s | command |",
+        "|---|---:|---:|---|---:|---:|---:|---|",
+    ]
+    for experiment, runs in rows.items():
+        accs = [r["test/acc"] for r in runs]
+        seed_list = ",".join(map(str, seeds))
+        command = " ".join(shlex.quote(a) for a in train_command(experiment, seeds[0], overrides))
+        command = command.replace(f"seed={seeds[0]}", f"seed={seed_list}" if len(seeds) > 1 else f"seed={seeds[0]}")
+        if len(seeds) > 1:
+            command = command.replace("mnistlab.train", "mnistlab.train -m")
+        lines.append(
+            f"| `{experiment}` | {runs[0].get('parameters', '')} | {_mean_std(accs, 100)} | "
+            f"{' / '.join(f'{a * 100:.2f}' for a in accs)} | {_mean_std([r['epochs'] for r in runs], digits=0)} | "
+            f"{_mean_std([r['fit_seconds'] for r in runs], digits=0)} | "
+            f"{_mean_std([r['train_images_per_second'] for r in runs], digits=0)} | `{command}` |"
+        )
+    lines.append("")
+    lines.append(f"Measured {date.today():%Y-%m-%d} on {machine()}, seeds {', '.join(map(str, seeds))}; "
+                 f"produced by `python -m mnistlab.results experiments=[{','.join(rows)}] "
+                 f"seeds=[{','.join(map(str, seeds))}]`.")
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: Path, text: str) -> None:
+    content = readme.read_text()
+    if README_START not in content or README_END not in content:
+        raise ConfigError(f"{readme}: no {README_START} ... {README_END} section to replace")
+    head, rest = content.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(f"{head}{README_START}\n{text}{README_END}{tail}")
+
+
+def collect(cfg: DictConfig) -> str:
+    experiments, seeds = list(cfg.experiments), [int(s) for s in cfg.seeds]
+    if not experiments or not seeds:
+        raise ConfigError("experiments and seeds must each name at least one value")
+    known = {p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml")}
+    unknown = [e for e in experiments if e not in known]
+    if unknown:
+        raise ConfigError(f"unknown experiment(s) {unknown}; choose from {sorted(known)}")
+    rows = {e: [run_one(e, s, list(cfg.overrides), Path(cfg.runs_dir) / e / f"seed_{s}") for s in seeds]
+            for e in experiments}
+    return table(rows, seeds, list(cfg.overrides))
+
+
+@report_errors
+def run(cfg: DictConfig) -> str:
+    text = collect(cfg)
+    output = Path(cfg.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    if cfg.readme:
+        update_readme(Path("README.md"), text)
+    print(text)
+    return text
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="results")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Multirun bookkeeping: one row per job in ``summary.csv`` / ``summary.md`` at the sweep dir's root."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+COLUMNS = ("job", "params", "status", "test/acc", "val/acc_best", "epochs", "fit_seconds", "error")
+
+
+def job_rows(sweep_dir: Path) -> list[dict[str, Any]]:
+    rows = []
+    for job in sorted((p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").is_file()),
+                      key=lambda p: (len(p.name), p.name)):
+        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
+        metrics_file = job / "metrics.json"
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        status = metrics.get("status", "ok" if metrics else "no result")
+        rows.append({
+            "job": job.name,
+            "overrides": overrides,
+            "status": status,
+            "test/acc": metrics.get("test/acc"),
+            "val/acc_best": metrics.get("val/acc_best"),
+            "epochs": metrics.get("epochs"),
+            "fit_seconds": metrics.get("fit_seconds"),
+            "error": metrics.get("error", "" if metrics else "the job left no metrics.json (killed?)"),
+        })
+    return rows
+
+
+def swept_params(rows: list[dict[str, Any]]) -> None:
+    """``params``: the overrides that differ between jobs (what the sweep varied)."""
+    common = set.intersection(*(set(r["overrides"]) for r in rows)) if rows else set()
+    for row in rows:
+        row["params"] = " ".join(o for o in row["overrides"] if o not in common)
+        row["overrides"] = " ".join(row["overrides"])
+
+
+def rank(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Best first by ``metric``; failed jobs last."""
+    def key(row):
+        value = row.get(metric)
+        good = isinstance(value, (int, float)) and not math.isnan(value)
+        return (0, -value) if good else (1, 0)
+
+    return sorted(rows, key=key)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if value < 10 else f"{value:.1f}"
+    return "" if value is None else str(value)
+
+
+def write_summary(sweep_dir: Path, metric: str = "val/acc_best") -> list[dict[str, Any]]:
+    rows = job_rows(sweep_dir)
+    swept_params(rows)
+    rows = rank(rows, metric)
+    with open(sweep_dir / "summary.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=(*COLUMNS, "overrides"))
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [f"| {' | '.join(COLUMNS)} |", f"|{'---|' * len(COLUMNS)}"]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(row[c]).replace("|", "\\|") for c in COLUMNS) + " |")
+    (sweep_dir / "summary.md").write_text(f"Sweep {sweep_dir}, ranked by {metric}\n\n" + "\n".join(lines) + "\n")
+    best = next((r for r in rows if r["status"] == "ok"), None)
+    if best is not None:
+        params = dict(o.split("=", 1) for o in best["params"].split() if "=" in o)
+        (sweep_dir / "best_params.yaml").write_text(
+            yaml.safe_dump({"metric": metric, "value": best.get(metric), "job": best["job"],
+                            "params": {k: yaml.safe_load(v) for k, v in params.items()}}, sort_keys=False))
+    return rows
+
+
+def print_summary(rows: list[dict[str, Any]], sweep_dir: Path, metric: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"sweep {sweep_dir} (best {metric} first)")
+    for column in COLUMNS:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(_fmt(row[c]) for c in COLUMNS))
+    Console(width=160).print(table)
+
+
+class SweepSummary(Callback):
+    """Hydra callback: when a multirun ends, tabulate every job (failed ones included)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        metric = config.get("optimized_metric") or "val/acc_best"
+        rows = write_summary(sweep_dir, metric)
+        print_summary(rows, sweep_dir, metric)

@@ -1,0 +1,115 @@
+"""Sweeps and scale-out, small and real: a 2x2 multirun, a 3-trial Optuna study, launchers, 2-process DDP."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from helpers import FAST, synthetic_overrides
+from mnistlab.config import compose
+
+
+def train_cli(*args, timeout=600):
+    flags = [a for a in args if a == "-m"]  # Hydra's flags must come before the overrides
+    overrides = [str(a) for a in args if a != "-m"]
+    return subprocess.run([sys.executable, "-m", "mnistlab.train", *flags, *FAST, *overrides], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_multirun_summary_ranks_jobs_and_keeps_failures(synthetic_root, tmp_path):
+    result = train_cli("-m", *synthetic_overrides(synthetic_root), "trainer.max_epochs=1", "optimizer=sgd",
+                       "model=softmax,dnn", "optimizer.lr=0.1,1e12", f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "summary.csv")))
+    assert len(rows) == 4 and {r["job"] for r in rows} == {"0", "1", "2", "3"}
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["params"] == "model=dnn optimizer.lr=1000000000000.0"
+    assert "training diverged" in failed[0]["error"] and rows[-1]["status"] == "failed"  # failures rank last
+    scores = [float(r["val/acc_best"]) for r in rows if r["status"] == "ok"]
+    assert scores == sorted(scores, reverse=True)
+    for job in range(4):  # every job in its own directory, with its own TensorBoard run for the hparams tab
+        assert (tmp_path / str(job) / ".hydra" / "overrides.yaml").is_file()
+    assert (tmp_path / "0" / "tensorboard").is_dir()
+    assert "| job | params | status |" in (tmp_path / "summary.md").read_text()
+    best = yaml.safe_load((tmp_path / "best_params.yaml").read_text())
+    assert best["job"] == rows[0]["job"] and best["value"] == pytest.approx(float(rows[0]["val/acc_best"]))
+    assert "sweep" in result.stdout and "failed" in result.stdout
+
+
+@pytest.mark.parametrize("storage", ["memory", "sqlite"])
+def test_optuna_search_three_trials(storage, synthetic_root, tmp_path):
+    extra = [f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study.db'}"] if storage == "sqlite" else []
+    result = train_cli("hparams_search=optuna", *synthetic_overrides(synthetic_root), "trainer.max_epochs=1",
+                       "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={tmp_path / 'sweep'}", *extra)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep = tmp_path / "sweep"
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
+    assert all("optimizer.lr=" in r["overrides"] and "model.net.hidden=" in r["overrides"] for r in rows)
+    best = yaml.safe_load((sweep / "best_params.yaml").read_text())
+    optuna_best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["value"] == pytest.approx(optuna_best["best_value"])
+    assert best["params"]["optimizer.lr"] == pytest.approx(optuna_best["best_params"]["optimizer.lr"])
+    if storage == "sqlite":
+        assert (tmp_path / "study.db").stat().st_size > 0
+
+
+CRASHY_SEARCH = """\
+# @package _global_
+defaults:
+  - optuna
+hydra:
+  sweeper:
+    n_trials: 3
+    sampler:
+      seed: 0
+    params:
+      optimizer.lr: choice(1e12, 0.001)
+"""
+
+
+def test_optuna_study_survives_a_crashing_trial(synthetic_root, tmp_path):
+    # a search space where some trials diverge: the crash is a failed trial, not the end of the study
+    (tmp_path / "conf" / "hparams_search").mkdir(parents=True)
+    (tmp_path / "conf" / "hparams_search" / "crashy.yaml").write_text(CRASHY_SEARCH)
+    result = subprocess.run([sys.executable, "-m", "mnistlab.train", "--config-dir", str(tmp_path / "conf"), *FAST,
+                             "hparams_search=crashy", "optimizer=sgd", *synthetic_overrides(synthetic_root),
+                             "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "sweep" / "summary.csv")))
+    assert len(rows) == 3
+    outcome = {r["overrides"].split("optimizer.lr=")[1].split()[0]: r["status"] for r in rows}
+    assert outcome == {"1000000000000.0": "failed", "0.001": "ok"}
+    assert "Best value" in result.stderr + result.stdout
+
+
+def test_joblib_launcher_runs_jobs_in_parallel(synthetic_root, tmp_path):
+    result = train_cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *synthetic_overrides(synthetic_root),
+                       "trainer.max_epochs=1", "model=softmax,dnn", f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "summary.csv")))
+    assert sorted(r["params"] for r in rows) == ["model=dnn", "model=softmax"] and all(r["status"] == "ok" for r in rows)
+
+
+def test_slurm_launcher_config_composes():
+    cfg = compose(["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "trainer=ddp"])
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.timeout_min == 120
+    assert cfg.trainer.strategy == "ddp" and cfg.trainer.sync_batchnorm is True
+
+
+def test_ddp_two_cpu_processes_one_run_dir(synthetic_root, tmp_path):
+    result = train_cli("trainer=ddp", "trainer.devices=2", *synthetic_overrides(synthetic_root), "model=dnn",
+                       "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["global_step"] == 2 * 9  # 540 training images, 270 per process, batches of 32 per device
+    assert metrics["test/acc"] > 0.9  # the same quality as one process on these easy classes
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == [".hydra", "checkpoints", "tensorboard"]
+    assert len(list((tmp_path / "checkpoints").glob("*.ckpt"))) == 2  # best + last, written once (rank 0)
+    assert result.stdout.count("test accuracy") == 1  # one summary, from rank 0
