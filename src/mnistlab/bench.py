@@ -19,6 +19,7 @@ import resource
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 from .config import compose
 from .datasets import locate_split
 from .env import machine
+from .results import update_readme_section
 from .errors import report_errors, silence_library_noise
 from .train import build, build_datamodule, build_model
 
@@ -216,6 +218,24 @@ def print_table(summary: dict[str, Any], machine: str) -> None:
     Console(width=160).print(table)
 
 
+def markdown(summary: dict[str, Any], args) -> str:
+    lines = ["| model | textbook img/s | mnistlab img/s | bare img/s | mnistlab/textbook | mnistlab/bare | "
+             "inference img/s | peak RSS MB (textbook / mnistlab / bare) |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for model in args.models:
+        row = summary[model]
+        rss = " / ".join(f"{row['memory_mb'][v].get('peak_rss_mb', 0):.0f}" for v in row["memory_mb"])
+        lines.append(f"| {model} | {row.get('textbook', 0):,.0f} | {row.get('mnistlab', 0):,.0f} | "
+                     f"{row.get('bare', 0):,.0f} | {row.get('mnistlab/textbook', 0):.2f} | "
+                     f"{row.get('mnistlab/bare', 0):.2f} | {row.get('inference_img_s', 0):,.0f} | {rss} |")
+    command = f"python -m mnistlab.bench --models {' '.join(args.models)} --device {args.device}"
+    if args.overrides:
+        command += " --overrides " + " ".join(args.overrides)
+    steps = ", ".join(f"{n} for {m}" for m, n in args.steps.items())
+    lines += ["", f"Measured {date.today():%Y-%m-%d} on {summary['machine']} with `{command}` "
+              f"(batch {args.batch_size}; {args.warmup} warm-up steps, then timed steps: {steps})."]
+    return "\n".join(lines) + "\n"
+
+
 @report_errors
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m mnistlab.bench", description=__doc__.splitlines()[0])
@@ -225,6 +245,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--warmup", type=int, default=20, help="untimed steps first")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 150 cnn, 400 dnn)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    parser.add_argument("--readme", metavar="PATH", help="also write the table into PATH's bench section")
     parser.add_argument("--overrides", nargs="*", default=[], help="train config overrides, e.g. data.batch_size=256")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -235,11 +256,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(json.dumps(result))
         return result
     args.steps = {m: args.steps or (150 if m == "cnn" else 400) for m in args.models}
+    args.batch_size = config(args.models[0], args.device, args.overrides).data.batch_size
     results = {m: {v: run_variant_process(v, m, args) for v in args.variants} for m in args.models}
     summary = summarize(results)
     summary["machine"] = machine()
     summary["torch"] = torch.__version__
     print_table({m: summary[m] for m in args.models}, summary["machine"])
+    if args.readme:
+        update_readme_section(Path(args.readme), "bench", markdown(summary, args))
     if args.json:
         print(json.dumps(summary))
     return summary

@@ -24,7 +24,6 @@ from .config import CONFIG_DIR
 from .env import machine
 from .errors import ConfigError, MnistlabError, report_errors
 
-README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def train_command(experiment: str, seed: int, overrides: Sequence[str]) -> list[str]:
@@ -80,13 +79,15 @@ def table(rows: dict[str, list[dict[str, Any]]], seeds: Sequence[int], overrides
     return "\n".join(lines) + "\n"
 
 
-def update_readme(readme: Path, text: str) -> None:
+def update_readme_section(readme: Path, section: str, text: str) -> None:
+    """Replace what stands between ``<!-- section:start -->`` and ``<!-- section:end -->``."""
+    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
     content = readme.read_text()
-    if README_START not in content or README_END not in content:
-        raise ConfigError(f"{readme}: no {README_START} ... {README_END} section to replace")
-    head, rest = content.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(f"{head}{README_START}\n{text}{README_END}{tail}")
+    if start not in content or end not in content:
+        raise ConfigError(f"{readme}: no {start} ... {end} section to replace")
+    head, rest = content.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{text}{end}{tail}")
 
 
 def collect(cfg: DictConfig) -> str:
@@ -109,7 +110,7 @@ def run(cfg: DictConfig) -> str:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     if cfg.readme:
-        update_readme(Path("README.md"), text)
+        update_readme_section(Path(cfg.readme_path), "results", text)
     print(text)
     return text
 
