@@ -17,3 +17,13 @@ def synthetic_overrides(root: Path) -> list[str]:
 def run_train(run_dir: Path, overrides: list[str]) -> dict:
     cfg = compose([*FAST, *overrides, f"hydra.run.dir={run_dir}"], output_dir=run_dir)
     return train(cfg)
+
+
+class Payload:
+    """A pickle payload: unpickling it creates ``marker``, which proves that code ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import make_dataset, write_idx
-from helpers import FAST, run_train, synthetic_overrides
+from helpers import FAST, Payload, run_train, synthetic_overrides
 from mnistlab.datasets import SPLIT_FILES
 from mnistlab.errors import CheckpointError, DataError
 from mnistlab.reliability import DivergenceError
@@ -166,14 +166,6 @@ def test_an_earlier_run_is_never_written_into(tmp_path):
     assert result.returncode == 2 and "already holds checkpoints of an earlier run" in result.stderr
     assert (old / ".hydra" / "config.yaml").read_text() == "earlier config"
     assert (old / "checkpoints" / "last.ckpt").read_bytes() == b"earlier run"
-
-
-class Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from conftest import write_idx
-from helpers import run_train
+from helpers import Payload, run_train
 from mnistlab.checkpoints import load_model
 from mnistlab.datasets import load_split
 from mnistlab.export import max_difference, standalone_from_checkpoint
@@ -128,16 +128,6 @@ def test_inspect_reports_without_building_the_model(real_checkpoint, capsys):
     assert printed["hyper_parameters"]["net"]["channels"] == [16, 32]
     main([str(real_checkpoint), "--values"])
     assert "state_dict.net.classifier.3.bias = [" in capsys.readouterr().out
-
-
-class Payload:
-    """Unpickling this would create a file: proof that code ran."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 @pytest.mark.parametrize("name", ["inspect", "evaluate", "predict", "export"])
