@@ -54,17 +54,18 @@ def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
 
 
-def table(rows: dict[str, list[dict[str, Any]]], seeds: Sequence[int], overrides: Sequence[str]) -> str:
+def table(rows: dict[str, list[dict[str, Any]]], seeds: dict[str, list[int]], overrides: Sequence[str],
+          command_line: Sequence[str]) -> str:
     lines = [
         "| experiment | parameters | test accuracy % (mean ± std) | per seed | epochs | fit s | train img/s | command |",
         "|---|---:|---:|---|---:|---:|---:|---|",
     ]
     for experiment, runs in rows.items():
         accs = [r["test/acc"] for r in runs]
-        seed_list = ",".join(map(str, seeds))
-        command = " ".join(shlex.quote(a) for a in train_command(experiment, seeds[0], overrides))
-        command = command.replace(f"seed={seeds[0]}", f"seed={seed_list}" if len(seeds) > 1 else f"seed={seeds[0]}")
-        if len(seeds) > 1:
+        own = seeds[experiment]
+        command = " ".join(shlex.quote(a) for a in train_command(experiment, own[0], overrides))
+        if len(own) > 1:
+            command = command.replace(f"seed={own[0]}", f"seed={','.join(map(str, own))}")
             command = command.replace("mnistlab.train", "mnistlab.train -m")
         lines.append(
             f"| `{experiment}` | {runs[0].get('parameters', '')} | {_mean_std(accs, 100)} | "
@@ -73,9 +74,8 @@ def table(rows: dict[str, list[dict[str, Any]]], seeds: Sequence[int], overrides
             f"{_mean_std([r['train_images_per_second'] for r in runs], digits=0)} | `{command}` |"
         )
     lines.append("")
-    lines.append(f"Measured {date.today():%Y-%m-%d} on {machine()}, seeds {', '.join(map(str, seeds))}; "
-                 f"produced by `python -m mnistlab.results experiments=[{','.join(rows)}] "
-                 f"seeds=[{','.join(map(str, seeds))}]`.")
+    lines.append(f"Measured {date.today():%Y-%m-%d} on {machine()}; produced by "
+                 f"`python -m mnistlab.results {' '.join(shlex.quote(a) for a in command_line)}`.")
     return "\n".join(lines) + "\n"
 
 
@@ -91,16 +91,18 @@ def update_readme_section(readme: Path, section: str, text: str) -> None:
 
 
 def collect(cfg: DictConfig) -> str:
-    experiments, seeds = list(cfg.experiments), [int(s) for s in cfg.seeds]
-    if not experiments or not seeds:
+    experiments = list(cfg.experiments)
+    per = cfg.get("seeds_per_experiment") or {}
+    seeds = {e: [int(s) for s in per.get(e, cfg.seeds)] for e in experiments}
+    if not experiments or not all(seeds.values()):
         raise ConfigError("experiments and seeds must each name at least one value")
     known = {p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml")}
     unknown = [e for e in experiments if e not in known]
     if unknown:
         raise ConfigError(f"unknown experiment(s) {unknown}; choose from {sorted(known)}")
-    rows = {e: [run_one(e, s, list(cfg.overrides), Path(cfg.runs_dir) / e / f"seed_{s}") for s in seeds]
+    rows = {e: [run_one(e, s, list(cfg.overrides), Path(cfg.runs_dir) / e / f"seed_{s}") for s in seeds[e]]
             for e in experiments}
-    return table(rows, seeds, list(cfg.overrides))
+    return table(rows, seeds, list(cfg.overrides), sys.argv[1:])
 
 
 @report_errors
