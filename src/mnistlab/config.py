@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Sequence
 
-import sys
-
+import torch
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -43,6 +43,20 @@ def _number(cfg: DictConfig, key: str):
     return OmegaConf.select(cfg, key, default=None)
 
 
+def check_device(cfg: DictConfig) -> None:
+    """A GPU asked for must exist, and bf16 must be supported where it will run."""
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
+    precision = str(OmegaConf.select(cfg, "trainer.precision", default="32-true"))
+    gpu = torch.cuda.is_available()
+    if accelerator in ("gpu", "cuda") and not gpu:
+        raise ConfigError(f"trainer.accelerator={accelerator}: PyTorch sees no CUDA GPU here; "
+                          "use trainer.accelerator=auto or cpu")
+    if precision.startswith("bf16") and gpu and accelerator in ("gpu", "cuda", "auto") \
+            and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"trainer.precision={precision}: {torch.cuda.get_device_name(0)} has no bfloat16 "
+                          "support; use trainer.precision=16-mixed or 32-true")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Refuse impossible values before any data is loaded or file written (one clear line each)."""
     checks = [
@@ -69,6 +83,7 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} must be a number, got {value!r}")
         if not ok(value):
             raise ConfigError(f"{key} {rule}, got {value}")
+    check_device(cfg)
     for key in ("rotation", "shift", "scale", "brightness", "contrast"):
         value = _number(cfg, f"augment.{key}")
         if value is not None and value < 0:
