@@ -51,7 +51,6 @@ def test_every_option_instantiates(group, tmp_path):
             aug = BatchAugment(**cfg.augment)
             assert aug.enabled == (option != "none") and (aug.hflip > 0) == (option == "fashion")
         elif group == "optimizer":
-            import torch
             opt = instantiate(cfg.optimizer)(params=[torch.nn.Parameter(torch.zeros(2))])
             assert opt.defaults["lr"] == cfg.optimizer.lr
             assert opt.defaults.get("nesterov", False) == (option == "nesterov")
