@@ -122,3 +122,11 @@ def test_cli_fast_dev_run(synthetic_root, tmp_path):
                  f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "test accuracy" in result.stdout and (tmp_path / "metrics.json").is_file()
+
+
+def test_torch_compile_trains_and_keeps_checkpoint_keys_plain(synthetic_root, tmp_path):
+    metrics = run_train(tmp_path, [*synthetic_overrides(synthetic_root), "model=cnn", "model.compile=true",
+                                   "trainer.max_epochs=1"])
+    assert metrics["test/acc"] > 0.5
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert "net.features.0.weight" in state and not any("_orig_mod" in k for k in state)

@@ -81,7 +81,9 @@ class ClassifierModule(pl.LightningModule):
     # -- forward -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=self.memory_format)
-        return (self._compiled_net or self.net)(x)
+        if self._compiled_net is None or torch.jit.is_tracing():  # the graph logger traces the plain net
+            return self.net(x)
+        return self._compiled_net(x)
 
     def penultimate(self, x: torch.Tensor) -> torch.Tensor:
         """Features entering the last linear layer (what the classifier separates), ``[N, D]``."""
@@ -89,7 +91,7 @@ class ClassifierModule(pl.LightningModule):
         captured = []
         handle = last.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
         try:
-            self(x)
+            self.net(x.contiguous(memory_format=self.memory_format))  # hooks do not fire in a compiled graph
         finally:
             handle.remove()
         return captured[0].flatten(1)
