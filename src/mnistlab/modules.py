@@ -98,7 +98,8 @@ class ClassifierModule(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         if self.hparams.compile and self._compiled_net is None:
-            self._compiled_net = torch.compile(self.net)
+            # object.__setattr__: a registered submodule would add "_orig_mod" keys to every checkpoint
+            object.__setattr__(self, "_compiled_net", torch.compile(self.net))
 
     def penalty(self) -> torch.Tensor | None:
         """``l1 * sum|w| + l2 * sum w^2`` over weight matrices and kernels (no biases, no norm scales)."""
