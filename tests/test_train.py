@@ -54,7 +54,9 @@ def test_tensorboard_has_scalars_images_histograms_graph_and_hparams(finished_ru
     for scalar in ("train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/acc", "test/loss",
                    "lr-Adam", "hp/test_acc"):
         assert scalar in tags["scalars"], scalar
-    assert {"data/train_raw_then_augmented", "test/predictions"} <= set(tags["images"])
+    assert {"data/train_raw_then_augmented", "test/predictions", "test/confusion_matrix"} <= set(tags["images"])
+    projector = (run_dir / "tensorboard" / "projector_config.pbtxt").read_text()
+    assert "test/penultimate_features" in projector and "sprite" in projector and "metadata" in projector
     assert any(t.startswith("weights/") for t in tags["histograms"])
     assert tags["graph"] is True
     plugins = " ".join(p.name for p in (run_dir / "tensorboard").iterdir())

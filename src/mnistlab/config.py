@@ -154,3 +154,41 @@ class PreflightCheck(Callback):
                 raise
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
+
+
+def _one_line(err: Exception) -> str:
+    """Hydra's multi-line composition errors, as one line naming the bad option or key."""
+    import re
+
+    text = str(err).strip()
+    missing = re.search(r"Could not find '([\w/]+)/([^']+)'", text)
+    if missing:
+        group, option = missing.groups()
+        folder = Path(CONFIG_DIR) / group
+        choices = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+        hint = f"; choose one of {', '.join(choices)}" if choices else ""
+        return f"{group}={option}: no such option{hint}"
+    unknown = re.search(r"Could not override '([^']+)'", text)
+    if unknown:
+        return f"{unknown.group(1)}: no such config key (to add a new key write +{unknown.group(1)}=...)"
+    return text.splitlines()[0]
+
+
+def preflight_overrides(argv: Sequence[str]) -> None:
+    """Compose the command line once before Hydra does, so a typo costs one clear line and writes nothing.
+
+    Sweeps (``-m``) are left to Hydra: their values are lists that only the sweeper expands.
+    """
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if any(a in ("-m", "--multirun") or a.startswith(("-", "hparams_search=")) for a in argv):
+        return
+    overrides = [a for a in argv if not a.startswith("hydra")]
+    try:
+        compose(overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        if debug_enabled():
+            raise
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from .callbacks import SpeedMonitor
 from .checkpoints import load_checkpoint
-from .config import CONFIG_DIR, check_config, refuse_to_overwrite
+from .config import CONFIG_DIR, check_config, preflight_overrides, refuse_to_overwrite
 from .env import machine
 from .errors import MnistlabError, report_errors, silence_library_noise
 from .reliability import check_resumable
@@ -167,4 +167,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    preflight_overrides(sys.argv[1:])
     main()
