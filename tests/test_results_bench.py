@@ -34,6 +34,11 @@ def test_results_table_from_a_small_real_multirun(synthetic_root, tmp_path):
     # a second call reuses the finished runs instead of training again
     again = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "[results]" not in again.stderr
+    partial = subprocess.run([*args[:3], "experiments=[keras_cnn,tf_dnn]", *args[4:7], "run_missing=false",
+                              f"output={tmp_path / 'partial.md'}"], capture_output=True, text=True, timeout=300)
+    assert partial.returncode == 0, partial.stderr[-3000:]
+    assert "tf_dnn: only seeds [] of [0, 1] have finished" in partial.stderr
+    assert "| `keras_cnn`" in partial.stdout and "| `tf_dnn`" not in partial.stdout
     bad = subprocess.run([sys.executable, "-m", "mnistlab.results", "experiments=[nope]"], capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and "unknown experiment(s) ['nope']" in bad.stderr

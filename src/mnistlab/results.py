@@ -100,6 +100,14 @@ def collect(cfg: DictConfig) -> str:
     unknown = [e for e in experiments if e not in known]
     if unknown:
         raise ConfigError(f"unknown experiment(s) {unknown}; choose from {sorted(known)}")
+    if not cfg.run_missing:  # tabulate what has finished, train nothing
+        finished = {e: [s for s in seeds[e] if (Path(cfg.runs_dir) / e / f"seed_{s}" / "metrics.json").is_file()]
+                    for e in experiments}
+        for e in experiments:
+            if finished[e] != seeds[e]:
+                print(f"[results] {e}: only seeds {finished[e]} of {seeds[e]} have finished", file=sys.stderr)
+        seeds = {e: done for e, done in finished.items() if done}
+        experiments = [e for e in experiments if e in seeds]
     rows = {e: [run_one(e, s, list(cfg.overrides), Path(cfg.runs_dir) / e / f"seed_{s}") for s in seeds[e]]
             for e in experiments}
     return table(rows, seeds, list(cfg.overrides), sys.argv[1:])
