@@ -63,14 +63,15 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(synthetic_root, tmp_
     assert b["test/acc"] == a["test/acc"] and b["val/acc_best"] == a["val/acc_best"]
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_non_zero(synthetic_root, tmp_path):
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 1)])
+def test_sigterm_and_ctrl_c_save_a_checkpoint_and_exit_non_zero(signum, code, synthetic_root, tmp_path):
     overrides = [*synthetic_overrides(synthetic_root), *RECIPE, "trainer.max_epochs=50"]
     process = train_process(tmp_path, overrides)
     wait_for(tmp_path / "checkpoints" / "last.ckpt", process)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, err = process.communicate(timeout=120)
     saved = tmp_path / "checkpoints" / "interrupted.ckpt"
-    assert process.returncode == 143
+    assert process.returncode == code
     assert f"saved {saved}; resume with ckpt_path={saved}" in err
     assert torch.load(saved, weights_only=True)["global_step"] > 0
 
