@@ -132,3 +132,17 @@ def test_torch_compile_trains_and_keeps_checkpoint_keys_plain(synthetic_root, tm
     assert metrics["test/acc"] > 0.5
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert "net.features.0.weight" in state and not any("_orig_mod" in k for k in state)
+
+
+def test_speed_totals_travel_in_checkpoints(finished_run):
+    run_dir, metrics = finished_run
+    from mnistlab.callbacks import SpeedMonitor
+
+    state = next(v for k, v in torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"].items()
+                 if k.startswith("SpeedMonitor"))
+    assert state["train_images"] == 3 * 540 and 0 < state["train_seconds"] <= state["fit_seconds"]
+    resumed = SpeedMonitor()
+    resumed.load_state_dict(state)
+    assert resumed.fit_seconds == state["fit_seconds"] and resumed.images_per_second == pytest.approx(
+        state["train_images"] / state["train_seconds"])
+    assert metrics["train_images_per_second"] == pytest.approx(resumed.images_per_second, rel=0.2)

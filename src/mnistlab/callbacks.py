@@ -15,38 +15,54 @@ from .plots import confusion_figure, digits_figure
 
 
 class SpeedMonitor(pl.Callback):
-    """Wall time of the fit and training images per second (validation time excluded)."""
+    """Wall time of the fit and training images per second (validation excluded).
+
+    Its totals travel in checkpoints, so a resumed run reports the time of the whole run.
+    """
 
     def __init__(self) -> None:
-        self.fit_seconds = 0.0
         self.train_seconds = 0.0
         self.train_images = 0
-        self.epochs = 0
-        self._fit_start = self._epoch_start = self._val_start = 0.0
-        self._val_seconds = 0.0
+        self._earlier_fit_seconds = 0.0
+        self._fit_start: float | None = None
+        self._segment_start = 0.0
+
+    @property
+    def fit_seconds(self) -> float:
+        running = time.perf_counter() - self._fit_start if self._fit_start is not None else 0.0
+        return self._earlier_fit_seconds + running
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self._fit_start = time.perf_counter()
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        self.fit_seconds = time.perf_counter() - self._fit_start
+        self._earlier_fit_seconds, self._fit_start = self.fit_seconds, None
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._epoch_start, self._val_seconds = time.perf_counter(), 0.0
+        self._segment_start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.train_images += len(batch[1]) * trainer.world_size
 
     def on_validation_start(self, trainer, pl_module) -> None:
-        self._val_start = time.perf_counter()
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self.train_seconds += time.perf_counter() - self._segment_start
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.state.fn == "fit":
-            self._val_seconds += time.perf_counter() - self._val_start
+        self._segment_start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.train_seconds += time.perf_counter() - self._epoch_start - self._val_seconds
-        self.epochs += 1
+        self.train_seconds += time.perf_counter() - self._segment_start
+        self._segment_start = time.perf_counter()
+
+    def state_dict(self) -> dict:
+        return {"fit_seconds": self.fit_seconds, "train_seconds": self.train_seconds,
+                "train_images": self.train_images}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._earlier_fit_seconds = state_dict["fit_seconds"]
+        self.train_seconds = state_dict["train_seconds"]
+        self.train_images = state_dict["train_images"]
 
     @property
     def images_per_second(self) -> float:

@@ -50,9 +50,9 @@ class DivergenceGuard(pl.Callback):
     def _message(trainer, pl_module, step: int, loss: torch.Tensor) -> str:
         optimizer = trainer.optimizers[0] if trainer.optimizers else None
         lr = optimizer.param_groups[0]["lr"] if optimizer else float("nan")
-        checkpoint = getattr(trainer.checkpoint_callback, "last_model_path", "") or ""
-        last_good = f"last good checkpoint: {checkpoint}" if checkpoint and Path(checkpoint).is_file() \
-            else "no checkpoint was saved before it"
+        saved = [Path(cb.dirpath) / "last.ckpt" for cb in trainer.checkpoint_callbacks if cb.dirpath]
+        checkpoint = next((p for p in saved if p.is_file()), None)
+        last_good = f"last good checkpoint: {checkpoint}" if checkpoint else "no checkpoint was saved before it"
         clip = trainer.gradient_clip_val
         advice = "clip gradients harder" if clip else "clip gradients (trainer.gradient_clip_val=1.0)"
         return (f"training diverged: loss became {float(loss)} at step {step} (epoch {trainer.current_epoch}); "
