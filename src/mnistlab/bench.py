@@ -71,7 +71,8 @@ def _sync() -> None:
 
 def config(model: str, device: str, overrides: list[str]):
     # Everything a training run has, minus what needs validation or a logger (the timed loop has neither).
-    without = ("model_summary", "tensorboard_visuals", "model_checkpoint", "early_stopping", "lr_monitor")
+    without = ("model_summary", "tensorboard_visuals", "model_checkpoint", "last_checkpoint", "early_stopping",
+               "lr_monitor")
     return compose([f"model={model}", "augment=digits", f"trainer.accelerator={device}", "logger={}",
                     *(f"callbacks.{name}=null" for name in without), *overrides],
                    output_dir="/tmp/mnistlab-bench")
