@@ -25,7 +25,7 @@ class SpeedMonitor(pl.Callback):
         self.train_images = 0
         self._earlier_fit_seconds = 0.0
         self._fit_start: float | None = None
-        self._segment_start = 0.0
+        self._segment_start: float | None = None
 
     @property
     def fit_seconds(self) -> float:
@@ -38,22 +38,32 @@ class SpeedMonitor(pl.Callback):
     def on_fit_end(self, trainer, pl_module) -> None:
         self._earlier_fit_seconds, self._fit_start = self.fit_seconds, None
 
+    # Training time runs from an epoch's start (or the first batch after a validation) until the next
+    # validation or the epoch's end: validation, checkpoint writing and epoch-end pictures are left out.
+    def _open(self) -> None:
+        if self._segment_start is None:
+            self._segment_start = time.perf_counter()
+
+    def _close(self) -> None:
+        if self._segment_start is not None:
+            self.train_seconds += time.perf_counter() - self._segment_start
+            self._segment_start = None
+
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._segment_start = time.perf_counter()
+        self._open()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._open()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.train_images += len(batch[1]) * trainer.world_size
 
     def on_validation_start(self, trainer, pl_module) -> None:
         if trainer.state.fn == "fit" and not trainer.sanity_checking:
-            self.train_seconds += time.perf_counter() - self._segment_start
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        self._segment_start = time.perf_counter()
+            self._close()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.train_seconds += time.perf_counter() - self._segment_start
-        self._segment_start = time.perf_counter()
+        self._close()
 
     def state_dict(self) -> dict:
         return {"fit_seconds": self.fit_seconds, "train_seconds": self.train_seconds,

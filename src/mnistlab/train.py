@@ -59,7 +59,8 @@ def build_model(cfg: DictConfig):
 
 def build(cfg: DictConfig, extra_callbacks: list | None = None, **trainer_overrides):
     """The DataModule, LightningModule and Trainer a composed config describes."""
-    callbacks = [*_instantiate_dict(cfg.get("callbacks")), *(extra_callbacks or [])]
+    # extra callbacks (timers) first: their epoch-end hooks run before the configured callbacks' work
+    callbacks = [*(extra_callbacks or []), *_instantiate_dict(cfg.get("callbacks"))]
     loggers = _instantiate_dict(cfg.get("logger"))
     trainer_kwargs = {"callbacks": callbacks, "logger": loggers or False, **trainer_overrides}
     trainer: pl.Trainer = instantiate(cfg.trainer, **trainer_kwargs)
@@ -86,6 +87,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     except SIGTERMException:
         raise SystemExit(143) from None  # 128 + SIGTERM, as if the signal had ended the process
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    # read now: testing a checkpoint restores callback states, the timer's included
+    fit_seconds, images_per_second = speed.fit_seconds, speed.images_per_second
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None and cfg.get("test_best", True) else ""
     test_results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
@@ -94,8 +97,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics.update(
         epochs=trainer.current_epoch,
         global_step=trainer.global_step,
-        fit_seconds=round(speed.fit_seconds, 3),
-        train_images_per_second=round(speed.images_per_second, 1),
+        fit_seconds=round(fit_seconds, 3),
+        train_images_per_second=round(images_per_second, 1),
         best_checkpoint=best or None,
         parameters=sum(p.numel() for p in model.net.parameters()),
         stopped_early=bool(getattr(trainer.early_stopping_callback, "stopped_epoch", 0)),
