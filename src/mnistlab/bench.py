@@ -129,7 +129,7 @@ def bare_loop(cfg, warmup: int, steps: int) -> float:
     datamodule.setup("fit")
     if device.type == "cuda":
         datamodule.train_set = tuple(t.to(device) for t in datamodule.train_set)
-    optimizer = torch.optim.Adam(module.parameters(), lr=cfg.optimizer.lr)
+    optimizer = module.configure_optimizers()  # the configured optimizer (the bench runs no scheduler)
     module.train()
     step, images, start = 0, 0, 0.0
     while step < warmup + steps:
