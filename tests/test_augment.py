@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from mnistlab.augment import AugmentParams, BatchAugment, apply
+import torch.nn.functional as F
+
+from mnistlab.augment import AugmentParams, BatchAugment, affine_grid, apply
 from mnistlab.errors import ConfigError
 
 
@@ -18,6 +20,13 @@ def image():
     x = torch.zeros(1, 1, 28, 28)
     x[..., 6:14, 9:20] = torch.rand(1, 1, 8, 11)
     return x
+
+
+@pytest.mark.parametrize("height, width", [(28, 28), (5, 9)])
+def test_affine_grid_equals_torch(height, width):
+    theta = torch.randn(7, 2, 3, generator=torch.Generator().manual_seed(0))
+    expected = F.affine_grid(theta, [7, 1, height, width], align_corners=False)
+    assert torch.allclose(affine_grid(theta, height, width), expected, atol=1e-6)
 
 
 def test_identity_parameters_change_nothing(image):

@@ -31,6 +31,31 @@ def test_cnn_is_the_keras_network():
     assert [(d.in_features, d.out_features) for d in dense] == [(32 * 7 * 7, 128), (128, 10)]
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh", "leaky_relu", "gelu"])
+def test_pooling_before_a_monotonic_activation_computes_the_same_function(activation):
+    torch.manual_seed(0)
+    net = nets.CNN(channels=(8, 16), convs_per_block=2, batch_norm=True, activation=activation).eval()
+    kinds = [type(m) for m in net.features]
+    pool = kinds.index(nn.MaxPool2d)
+    act = type(nets.make_activation(activation))
+    # GELU dips below zero, so it must stay before the pool; the others run after it
+    assert kinds[pool - 1 if activation == "gelu" else pool + 1] is act
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.allclose(net.features(x), textbook_features(net, x), atol=1e-5)
+
+
+def textbook_features(net: nets.CNN, x: torch.Tensor) -> torch.Tensor:
+    """The same layers, pooling after each block's last activation."""
+    layers = [m for m in net.features if not isinstance(m, nn.MaxPool2d)]
+    acts = [i for i, m in enumerate(layers) if not isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
+    block_ends = acts[1::2]  # two convolutions per block
+    for i, layer in enumerate(layers):
+        x = layer(x)
+        if i in block_ends:
+            x = nn.functional.max_pool2d(x, 2)
+    return x
+
+
 def test_truncated_normal_init_matches_the_tutorial():
     torch.manual_seed(0)
     net = nets.DNN(hidden=(300, 100), init="truncated_normal")
@@ -55,6 +80,13 @@ def test_batch_norm_and_dropout_options():
     cnn = nets.CNN(channels=(8, 16, 32), convs_per_block=2, batch_norm=True, dropout=0.25, dense=64)
     assert sum(isinstance(m, nn.BatchNorm2d) for m in cnn.modules()) == 6
     assert cnn(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    # per-block settings: the speedrun's 5x5 first kernel without batch norm, 3x3 with it afterwards
+    mixed = nets.CNN(channels=(8, 16, 32), kernel_size=[5, 3, 3], batch_norm=[False, True, True], dense=64)
+    convs = [m for m in mixed.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.kernel_size, c.padding, c.bias is not None) for c in convs] == [
+        ((5, 5), (2, 2), True), ((3, 3), (1, 1), False), ((3, 3), (1, 1), False)]
+    assert [m.num_features for m in mixed.modules() if isinstance(m, nn.BatchNorm2d)] == [16, 32]
+    assert mixed(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     lenet = nets.LeNet5(batch_norm=True, dropout=0.1, activation="tanh")
     assert lenet(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
@@ -66,6 +98,8 @@ def test_batch_norm_and_dropout_options():
     (lambda: nets.DNN(hidden=(0,)), "hidden sizes must be > 0"),
     (lambda: nets.CNN(kernel_size=4), "kernel_size must be odd"),
     (lambda: nets.CNN(channels=(8, 8, 8, 8, 8)), "1 to 4 blocks"),
+    (lambda: nets.CNN(kernel_size=[3, 5, 3]), "kernel_size lists 3 values for 2 blocks"),
+    (lambda: nets.CNN(batch_norm=[True]), "batch_norm lists 1 values for 2 blocks"),
 ])
 def test_bad_options(build, message):
     with pytest.raises(ConfigError, match=message):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from helpers import synthetic_overrides
 
@@ -44,11 +45,34 @@ def test_results_table_from_a_small_real_multirun(synthetic_root, tmp_path):
     assert bad.returncode == 2 and "unknown experiment(s) ['nope']" in bad.stderr
 
 
+def test_ablation_table_reports_what_each_lesson_buys(synthetic_root, tmp_path):
+    overrides = [*synthetic_overrides(synthetic_root), "trainer.max_epochs=1", "trainer.accelerator=cpu"]
+    quoted = "[" + ",".join(f"'{o}'" for o in overrides) + "]"
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- ablation:start -->\n<!-- ablation:end -->\n")
+    runs = tmp_path / "runs"
+    result = subprocess.run(
+        [sys.executable, "-m", "mnistlab.results", "ablation=tf_dnn_tuned", "seeds=[0]",
+         "ablation.without={dropout: ['regularization.dropout=0']}", f"overrides={quoted}", f"runs_dir={runs}",
+         "readme=true", f"readme_path={readme}"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    full = json.loads((runs / "tf_dnn_tuned" / "seed_0" / "metrics.json").read_text())["test/acc"] * 100
+    without = json.loads((runs / "tf_dnn_tuned" / "without_dropout" / "seed_0" / "metrics.json").read_text())
+    assert without["parameters"] == 266610
+    for folder, dropout in (runs / "tf_dnn_tuned", 0.2), (runs / "tf_dnn_tuned" / "without_dropout", 0):
+        checkpoint = torch.load(folder / "seed_0" / "checkpoints" / "last.ckpt", weights_only=True)
+        assert checkpoint["hyper_parameters"]["regularization"]["dropout"] == dropout
+    table = (runs / "ablation_tf_dnn_tuned.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| without dropout"))
+    assert f"| {full - without['test/acc'] * 100:+.2f} |" in row and "`regularization.dropout=0`" in row
+    assert f"| full recipe | {full:.2f} |" in table and table in readme.read_text()
+
+
 def test_bench_reports_every_variant(mnist_root, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("<!-- bench:start -->\n<!-- bench:end -->\n")
     result = subprocess.run([sys.executable, "-m", "mnistlab.bench", "--json", "--models", "dnn", "--warmup", "2",
-                             "--steps", "5", "--device", "cpu", "--readme", str(readme),
+                             "--steps", "5", "--rounds", "2", "--device", "cpu", "--readme", str(readme),
                              "--overrides", f"data.data_dir={mnist_root}"],
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -58,4 +82,7 @@ def test_bench_reports_every_variant(mnist_root, tmp_path):
     assert row["mnistlab/bare"] == pytest.approx(row["mnistlab"] / row["bare"], abs=0.01)
     assert row["mnistlab/textbook"] == pytest.approx(row["mnistlab"] / row["textbook"], abs=0.01)
     assert row["memory_mb"]["mnistlab"]["peak_rss_mb"] > 100
+    for variant in ("textbook", "mnistlab", "bare"):  # each figure is its best of the two rounds
+        rounds = row["rounds_img_s"][variant]
+        assert len(rounds) == 2 and row[variant] == pytest.approx(max(rounds), abs=0.1)
     assert "| dnn |" in readme.read_text() and summary["machine"] in readme.read_text()

@@ -31,7 +31,8 @@ def plain(value: Any) -> Any:
 
 
 class ClassifierModule(pl.LightningModule):
-    """Shared logic for every network: cross-entropy, accuracy (top-1/top-5), L1/L2, optimizers, schedules."""
+    """Shared logic for every network: cross-entropy (optionally label-smoothed in training), accuracy
+    (top-1/top-5), L1/L2, optimizers, schedules."""
 
     net_class: ClassVar[type[nn.Module]]
 
@@ -55,6 +56,9 @@ class ClassifierModule(pl.LightningModule):
         self.l2 = float(regularization.get("l2") or 0.0)
         if self.l1 < 0 or self.l2 < 0:
             raise ConfigError(f"regularization.l1 and regularization.l2 must be >= 0, got {self.l1}, {self.l2}")
+        self.label_smoothing = float(regularization.get("label_smoothing") or 0.0)
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"regularization.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         net_kwargs = dict(net, num_classes=num_classes)
         if regularization.get("dropout") is not None:
             net_kwargs["dropout"] = regularization["dropout"]
@@ -70,9 +74,13 @@ class ClassifierModule(pl.LightningModule):
         self.example_input_array = torch.zeros(2, 1, 28, 28)
 
         def accuracy(top_k: int = 1) -> MulticlassAccuracy:
-            return MulticlassAccuracy(num_classes=num_classes, top_k=top_k, average="micro")
+            # validate_args=False: the checks scan every target for out-of-range labels (a host sync)
+            return MulticlassAccuracy(num_classes=num_classes, top_k=top_k, average="micro", validate_args=False)
 
-        self.train_acc = accuracy()
+        # Training accuracy is two running counts on the device, not a torchmetrics object: updating and
+        # logging a Metric every step costs more Python than a small network's whole step.
+        self.register_buffer("train_correct", torch.zeros((), dtype=torch.long), persistent=False)
+        self.register_buffer("train_seen", torch.zeros((), dtype=torch.long), persistent=False)
         self.val_acc, self.val_acc_top5, self.test_acc, self.test_acc_top5 = (
             accuracy(), accuracy(5), accuracy(), accuracy(5))
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
@@ -117,11 +125,12 @@ class ClassifierModule(pl.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        self.train_acc.update(logits.detach(), y)
-        # Tensors and metric objects are only read back when logged or shown: no host sync per step.
-        self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        with torch.no_grad():  # counts stay on the device: no host sync per step
+            self.train_correct.add_((logits.argmax(-1) == y).sum())  # add_: no Module.__setattr__ per step
+            self.train_seen.add_(len(y))
+        if self._writes_logs_this_step():
+            self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
         penalty = self.penalty()
         return loss if penalty is None else loss + penalty
 
@@ -156,13 +165,29 @@ class ClassifierModule(pl.LightningModule):
         # Applied when training resumes, after fit-start work (graph tracing) that may draw random numbers.
         self._pending_rng_states = checkpoint.get("rng_states")
 
+    def _writes_logs_this_step(self) -> bool:
+        # self.log costs ~1 ms of Python per call: call it only on the steps the Trainer writes out
+        # (every trainer.log_every_n_steps, counted as Lightning counts them).
+        trainer = self._trainer
+        if trainer is None:  # a bare call (tests, notebooks): nothing to log to
+            return False
+        every = trainer.log_every_n_steps
+        return bool(trainer.fast_dev_run) or (every > 0 and (self.global_step + 1) % every == 0)
+
+    def on_train_start(self) -> None:
+        self.val_acc_best.reset()  # forget the sanity check's score
+
     def on_train_epoch_start(self) -> None:
         if self._pending_rng_states is not None:
             restore_rng_states(self._pending_rng_states)
             self._pending_rng_states = None
+        self.train_correct.zero_()
+        self.train_seen.zero_()
 
-    def on_train_start(self) -> None:
-        self.val_acc_best.reset()  # forget the sanity check's score
+    def on_train_epoch_end(self) -> None:
+        # Every rank sees an equal shard, so the mean over ranks is the global accuracy.
+        accuracy = self.train_correct.float() / self.train_seen.clamp(min=1)
+        self.log("train/acc", accuracy, prog_bar=True, sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
@@ -171,10 +196,13 @@ class ClassifierModule(pl.LightningModule):
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
 
     # -- optimization --------------------------------------------------------------------------
-    def configure_optimizers(self):
+    def build_optimizer(self) -> torch.optim.Optimizer:
         if not self.hparams.optimizer:
             raise ConfigError("no optimizer configured (choose optimizer=sgd|momentum|nesterov|adam|adamw|rmsprop)")
-        optimizer = instantiate(self.hparams.optimizer, _partial_=True)(params=self.parameters())
+        return instantiate(self.hparams.optimizer, _partial_=True)(params=self.parameters())
+
+    def configure_optimizers(self):
+        optimizer = self.build_optimizer()
         spec = self.hparams.scheduler or {}
         if spec.get("scheduler") is None:
             return optimizer

@@ -6,7 +6,7 @@ Every network takes normalized images ``[N, 1, 28, 28]`` and returns logits ``[N
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -21,6 +21,7 @@ ACTIVATIONS = {
     "leaky_relu": nn.LeakyReLU,
     "gelu": nn.GELU,
 }
+MONOTONIC = {"relu", "tanh", "sigmoid", "elu", "leaky_relu"}  # non-decreasing: they commute with max-pooling
 INITS = ("default", "truncated_normal", "kaiming", "xavier")
 
 
@@ -115,20 +116,30 @@ def conv_block(cin: int, cout: int, kernel: int, batch_norm: bool, act: str) -> 
     return layers + [make_activation(act)]
 
 
+def per_block(name: str, value: Any, blocks: int) -> list:
+    """One setting per conv block, from a single value or a list with one entry per block."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != blocks:
+            raise ConfigError(f"model.net.{name} lists {len(value)} values for {blocks} blocks: {list(value)}")
+        return list(value)
+    return [value] * blocks
+
+
 class CNN(nn.Module):
     """Conv-Pool blocks then a dense head; the default is exactly the Keras tutorial network.
 
     Conv 16@3x3 same + ReLU + MaxPool 2, Conv 32@3x3 same + ReLU + MaxPool 2, Dense 128 ReLU, Dense 10:
     206,922 parameters. ``convs_per_block=2`` stacks two convolutions per block (VGG style).
+    ``kernel_size`` and ``batch_norm`` take one value for every block or a list with one per block.
     """
 
     def __init__(
         self,
         channels: Sequence[int] = (16, 32),
-        kernel_size: int = 3,
+        kernel_size: int | Sequence[int] = 3,
         convs_per_block: int = 1,
         dense: int = 128,
-        batch_norm: bool = False,
+        batch_norm: bool | Sequence[bool] = False,
         dropout: float = 0.0,
         activation: str = "relu",
         init: str = "default",
@@ -136,17 +147,25 @@ class CNN(nn.Module):
     ) -> None:
         super().__init__()
         check_dropout(dropout)
-        if kernel_size % 2 == 0 or kernel_size < 1:
-            raise ConfigError(f"model.net.kernel_size must be odd ('same' padding), got {kernel_size}")
         if not channels or len(channels) > 4:
             raise ConfigError(f"model.net.channels needs 1 to 4 blocks (28 px halves each time), got {list(channels)}")
+        kernels = per_block("kernel_size", kernel_size, len(channels))
+        norms = per_block("batch_norm", batch_norm, len(channels))
+        if any(k % 2 == 0 or k < 1 for k in kernels):
+            raise ConfigError(f"model.net.kernel_size must be odd ('same' padding), got {kernel_size}")
         layers: list[nn.Module] = []
         cin, size = 1, 28
-        for cout in channels:
+        for cout, kernel, norm in zip(channels, kernels, norms):
             for _ in range(convs_per_block):
-                layers += conv_block(cin, cout, kernel_size, batch_norm, activation)
+                layers += conv_block(cin, cout, kernel, norm, activation)
                 cin = cout
-            layers.append(nn.MaxPool2d(2))
+            if activation in MONOTONIC:
+                # max(f(a), f(b)) == f(max(a, b)) for a non-decreasing f: pooling first gives the same
+                # output with the activation (and its backward) on a quarter of the values, which makes
+                # the Keras CNN's training step about a third faster on a CPU (see mnistlab.bench)
+                layers.insert(len(layers) - 1, nn.MaxPool2d(2))
+            else:
+                layers.append(nn.MaxPool2d(2))
             size //= 2
         self.features = nn.Sequential(*layers)
         head: list[nn.Module] = [nn.Flatten()]

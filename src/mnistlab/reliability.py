@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,9 @@ class DivergenceGuard(pl.Callback):
     """Stop at the first step whose loss is NaN or infinite, naming the step, the likely cause and
     the last good checkpoint.
 
-    Reading the flag back is a host sync: on the CPU it is free and happens every step; on a GPU the
-    default (``check_every_n_steps=None``) reads it every 20 steps, and the step reported is still the
-    first bad one, kept on the device.
+    On the CPU the loss is read every step (a few microseconds). On a GPU reading it back is a host
+    sync, so the default (``check_every_n_steps=None``) reads a device-side flag every 20 steps; the
+    step reported is still the first bad one.
     """
 
     def __init__(self, check_every_n_steps: int | None = None) -> None:
@@ -39,6 +40,10 @@ class DivergenceGuard(pl.Callback):
         if loss is None:
             return
         step = trainer.global_step
+        if self.check_every_n_steps == 1:
+            if not math.isfinite(loss.item()):
+                raise DivergenceError(self._message(trainer, pl_module, step, loss))
+            return
         bad_step = torch.where(torch.isfinite(loss.detach()), -1, step)
         self._first_bad = bad_step if self._first_bad is None else torch.where(self._first_bad >= 0, self._first_bad, bad_step)
         if step % self.check_every_n_steps == 0 or batch_idx + 1 == trainer.num_training_batches:

@@ -3,11 +3,15 @@
 Every number in the README's results table comes from this command: it trains each experiment for each
 seed (one ``python -m mnistlab.train`` process per run), reads each run's ``metrics.json`` and writes a
 Markdown table with mean ± std over seeds, the exact command and the machine.
+
+``ablation=tf_dnn_tuned`` instead trains that recipe with one lesson taken out at a time and writes what
+each lesson buys (the ``ablation`` README section).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import statistics
 import subprocess
@@ -79,6 +83,41 @@ def table(rows: dict[str, list[dict[str, Any]]], seeds: dict[str, list[int]], ov
     return "\n".join(lines) + "\n"
 
 
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def ablation(cfg: DictConfig) -> str:
+    """The recipe, then the recipe without each lesson: test accuracy and what the lesson was worth."""
+    spec, seeds, overrides = cfg.ablation, [int(s) for s in cfg.seeds], list(cfg.overrides)
+    if not spec.get("without"):
+        raise ConfigError("ablation.without must name at least one lesson and the overrides that remove it")
+    base = Path(cfg.runs_dir) / spec.experiment
+    variants = [("full recipe", [], base)] + [
+        (f"without {lesson}", list(removal), base / f"without_{_slug(lesson)}") for lesson, removal in spec.without.items()]
+    if not cfg.run_missing:  # tabulate what has finished, train nothing
+        variants = [v for v in variants if all((v[2] / f"seed_{s}" / "metrics.json").is_file() for s in seeds)]
+        if not variants or variants[0][0] != "full recipe":
+            raise ConfigError(f"run_missing=false but {base} holds no finished full-recipe runs for seeds {seeds}")
+    rows = []
+    for name, removal, folder in variants:
+        runs = [run_one(spec.experiment, s, [*overrides, *removal], folder / f"seed_{s}") for s in seeds]
+        rows.append((name, removal, runs))
+    full = statistics.fmean(r["test/acc"] for r in rows[0][2]) * 100
+    lines = [f"| `{spec.experiment}` | test accuracy % | lesson's worth (points) | epochs | fit s | overrides |",
+             "|---|---:|---:|---:|---:|---|"]
+    for name, removal, runs in rows:
+        acc = statistics.fmean(r["test/acc"] for r in runs) * 100
+        worth = "" if not removal else f"{full - acc:+.2f}"
+        lines.append(f"| {name} | {_mean_std([r['test/acc'] for r in runs], 100)} | {worth} | "
+                     f"{_mean_std([r['epochs'] for r in runs], digits=0)} | "
+                     f"{_mean_std([r['fit_seconds'] for r in runs], digits=0)} | "
+                     f"{' '.join(f'`{o}`' for o in removal)} |")
+    lines += ["", f"Seeds {seeds}. Measured {date.today():%Y-%m-%d} on {machine()}; produced by "
+              f"`python -m mnistlab.results {' '.join(shlex.quote(a) for a in sys.argv[1:])}`."]
+    return "\n".join(lines) + "\n"
+
+
 def update_readme_section(readme: Path, section: str, text: str) -> None:
     """Replace what stands between ``<!-- section:start -->`` and ``<!-- section:end -->``."""
     start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
@@ -115,12 +154,13 @@ def collect(cfg: DictConfig) -> str:
 
 @report_errors
 def run(cfg: DictConfig) -> str:
-    text = collect(cfg)
-    output = Path(cfg.output)
+    section = "ablation" if cfg.get("ablation") else "results"
+    text = ablation(cfg) if section == "ablation" else collect(cfg)
+    output = Path(cfg.output if section == "results" else Path(cfg.runs_dir) / f"ablation_{cfg.ablation.experiment}.md")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     if cfg.readme:
-        update_readme_section(Path(cfg.readme_path), "results", text)
+        update_readme_section(Path(cfg.readme_path), section, text)
     print(text)
     return text
 
