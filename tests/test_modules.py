@@ -4,6 +4,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from mnistlab.errors import ConfigError
 from mnistlab.modules import CNNClassifier, DNNClassifier, LeNet5Classifier, SoftmaxClassifier
 from mnistlab.schedules import ExponentialDecay, WarmupCosine
 
@@ -32,6 +33,20 @@ def test_training_loss_includes_the_penalty():
     loss = module.training_step((x, y), 0)
     plain = torch.nn.functional.cross_entropy(module(x), y)
     assert torch.allclose(loss, plain + 0.5 * module.net.layers[2].weight.pow(2).sum())
+
+
+def test_label_smoothing_softens_training_targets_only():
+    module = SoftmaxClassifier(optimizer=SGD, regularization={"label_smoothing": 0.1})
+    x, y = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    logits = module(x)
+    smoothed = -(0.9 * logits.log_softmax(-1).gather(1, y[:, None]).squeeze(1) + 0.01 * logits.log_softmax(-1).sum(-1))
+    assert torch.allclose(module.training_step((x, y), 0), smoothed.mean(), atol=1e-6)
+    module._eval_step((x, y), "test")  # evaluation stays plain cross-entropy
+    assert torch.allclose(module.test_loss.compute(), torch.nn.functional.cross_entropy(logits, y), atol=1e-6)
+    # training accuracy: counts on the device, not a host sync per step
+    assert int(module.train_seen) == 4 and int(module.train_correct) == int((logits.argmax(-1) == y).sum())
+    with pytest.raises(ConfigError, match="label_smoothing must be in \\[0, 1\\), got 1.5"):
+        SoftmaxClassifier(optimizer=SGD, regularization={"label_smoothing": 1.5})
 
 
 def test_regularization_dropout_sets_the_model_rate():
