@@ -199,7 +199,11 @@ class ClassifierModule(pl.LightningModule):
     def build_optimizer(self) -> torch.optim.Optimizer:
         if not self.hparams.optimizer:
             raise ConfigError("no optimizer configured (choose optimizer=sgd|momentum|nesterov|adam|adamw|rmsprop)")
-        return instantiate(self.hparams.optimizer, _partial_=True)(params=self.parameters())
+        spec = dict(self.hparams.optimizer)
+        if spec.get("fused") and self._trainer is not None and "mixed" in str(self.trainer.precision):
+            # Lightning's mixed-precision plugin refuses to clip gradients of fused optimizers
+            spec["fused"] = None
+        return instantiate(spec, _partial_=True)(params=self.parameters())
 
     def configure_optimizers(self):
         optimizer = self.build_optimizer()
