@@ -8,7 +8,6 @@ on the training path and, on a GPU, the work stays on the GPU.
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +28,14 @@ class AugmentParams:
     vflip: torch.Tensor  # bool
     brightness: torch.Tensor  # multiplicative factor
     contrast: torch.Tensor  # blend factor around the image mean
+
+
+@functools.lru_cache(maxsize=16)
+def _bounds(ranges: tuple[tuple[float, float], ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[P, 1]`` lower bounds and widths, built once per device: a tensor made from a Python list on a
+    GPU is a blocking host-to-device copy, which must not happen every step."""
+    low, high = torch.tensor(ranges, device=device).unsqueeze(-1).unbind(1)
+    return low, high - low
 
 
 class BatchAugment(torch.nn.Module):
@@ -66,9 +73,9 @@ class BatchAugment(torch.nn.Module):
         ranges = [(-self.rotation, self.rotation), (1 - self.scale, 1 + self.scale), (-self.shift, self.shift),
                   (-self.shift, self.shift), (0.0, 1.0), (0.0, 1.0),
                   (max(0.0, 1 - self.brightness), 1 + self.brightness), (max(0.0, 1 - self.contrast), 1 + self.contrast)]
-        low, high = torch.tensor(ranges, device=device).unsqueeze(-1).unbind(1)
+        low, span = _bounds(tuple(ranges), torch.device(device or "cpu"))
         # one draw for all eight parameters of the whole batch: a handful of kernels per step, not dozens
-        draws = torch.rand(len(ranges), n, device=device, generator=generator) * (high - low) + low
+        draws = torch.rand(len(ranges), n, device=device, generator=generator) * span + low
         angle, scale, shift_x, shift_y, hflip, vflip, brightness, contrast = draws.unbind(0)
         return AugmentParams(angle=angle, scale=scale, shift_x=shift_x, shift_y=shift_y, hflip=hflip < self.hflip,
                              vflip=vflip < self.vflip, brightness=brightness, contrast=contrast)
