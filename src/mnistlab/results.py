@@ -34,9 +34,13 @@ def train_command(experiment: str, seed: int, overrides: Sequence[str]) -> list[
     return ["python", "-m", "mnistlab.train", f"experiment={experiment}", f"seed={seed}", *overrides]
 
 
+def metrics_file(run_dir: Path) -> Path:
+    """What a finished run leaves behind (``python -m mnistlab.train`` writes it last)."""
+    return run_dir / "metrics.json"
+
+
 def run_one(experiment: str, seed: int, overrides: Sequence[str], run_dir: Path) -> dict[str, Any]:
-    metrics_file = run_dir / "metrics.json"
-    if not metrics_file.is_file():
+    if not metrics_file(run_dir).is_file():
         if (run_dir / "checkpoints").is_dir():  # an interrupted run: continue it
             last = run_dir / "checkpoints" / "last.ckpt"
             extra = [f"ckpt_path={last}"] if last.is_file() else []
@@ -46,9 +50,9 @@ def run_one(experiment: str, seed: int, overrides: Sequence[str], run_dir: Path)
                    f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=0"]
         print(f"[results] {experiment} seed {seed}: {' '.join(command[1:])}", file=sys.stderr, flush=True)
         done = subprocess.run(command, stdout=subprocess.DEVNULL)
-        if done.returncode != 0 or not metrics_file.is_file():
+        if done.returncode != 0 or not metrics_file(run_dir).is_file():
             raise MnistlabError(f"{experiment} seed {seed} failed (exit {done.returncode}); see {run_dir}/train.log")
-    return json.loads(metrics_file.read_text())
+    return json.loads(metrics_file(run_dir).read_text())
 
 
 def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -96,7 +100,7 @@ def ablation(cfg: DictConfig) -> str:
     variants = [("full recipe", [], base)] + [
         (f"without {lesson}", list(removal), base / f"without_{_slug(lesson)}") for lesson, removal in spec.without.items()]
     if not cfg.run_missing:  # tabulate what has finished, train nothing
-        variants = [v for v in variants if all((v[2] / f"seed_{s}" / "metrics.json").is_file() for s in seeds)]
+        variants = [v for v in variants if all(metrics_file(v[2] / f"seed_{s}").is_file() for s in seeds)]
         if not variants or variants[0][0] != "full recipe":
             raise ConfigError(f"run_missing=false but {base} holds no finished full-recipe runs for seeds {seeds}")
     rows = []
@@ -140,7 +144,7 @@ def collect(cfg: DictConfig) -> str:
     if unknown:
         raise ConfigError(f"unknown experiment(s) {unknown}; choose from {sorted(known)}")
     if not cfg.run_missing:  # tabulate what has finished, train nothing
-        finished = {e: [s for s in seeds[e] if (Path(cfg.runs_dir) / e / f"seed_{s}" / "metrics.json").is_file()]
+        finished = {e: [s for s in seeds[e] if metrics_file(Path(cfg.runs_dir) / e / f"seed_{s}").is_file()]
                     for e in experiments}
         for e in experiments:
             if finished[e] != seeds[e]:
