@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: train test test-all bench clean-venv
+.PHONY: train test test-all bench speedrun clean-venv
 
 $(BIN)/mnistlab-ready: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ test: $(BIN)/mnistlab-ready
 
 test-all: $(BIN)/mnistlab-ready
 	$(BIN)/python -m pytest -m '' $(ARGS)
+
+bench: $(BIN)/mnistlab-ready
+	$(BIN)/python -m mnistlab.bench $(ARGS)
+
+speedrun: $(BIN)/mnistlab-ready
+	$(BIN)/python -m mnistlab.speedrun $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

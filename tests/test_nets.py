@@ -87,6 +87,17 @@ def test_batch_norm_and_dropout_options():
         ((5, 5), (2, 2), True), ((3, 3), (1, 1), False), ((3, 3), (1, 1), False)]
     assert [m.num_features for m in mixed.modules() if isinstance(m, nn.BatchNorm2d)] == [16, 32]
     assert mixed(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    # a stride-2 convolution instead of max-pooling: 28 -> 14 -> 7 -> 4 ('same' padding rounds up)
+    strided = nets.CNN(channels=(8, 16, 32), convs_per_block=2, pool=["stride", "max", "stride"], dense=64)
+    convs = [m for m in strided.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.stride for c in convs] == [(1, 1), (2, 2), (1, 1), (1, 1), (1, 1), (2, 2)]
+    assert sum(isinstance(m, nn.MaxPool2d) for m in strided.modules()) == 1
+    assert strided.classifier[1].in_features == 32 * 4 * 4
+    shapes = []
+    for layer in strided.features:
+        layer.register_forward_hook(lambda m, i, o: shapes.append(o.shape[-1]) if isinstance(m, nn.Conv2d) else None)
+    assert strided(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    assert shapes == [28, 14, 14, 14, 7, 4]
     lenet = nets.LeNet5(batch_norm=True, dropout=0.1, activation="tanh")
     assert lenet(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
@@ -100,6 +111,7 @@ def test_batch_norm_and_dropout_options():
     (lambda: nets.CNN(channels=(8, 8, 8, 8, 8)), "1 to 4 blocks"),
     (lambda: nets.CNN(kernel_size=[3, 5, 3]), "kernel_size lists 3 values for 2 blocks"),
     (lambda: nets.CNN(batch_norm=[True]), "batch_norm lists 1 values for 2 blocks"),
+    (lambda: nets.CNN(pool="avg"), "pool must be one of max, stride"),
 ])
 def test_bad_options(build, message):
     with pytest.raises(ConfigError, match=message):

@@ -86,3 +86,38 @@ def test_bench_reports_every_variant(mnist_root, tmp_path):
         rounds = row["rounds_img_s"][variant]
         assert len(rounds) == 2 and row[variant] == pytest.approx(max(rounds), abs=0.1)
     assert "| dnn |" in readme.read_text() and summary["machine"] in readme.read_text()
+
+
+def test_speedrun_times_each_seed_against_its_reference(synthetic_root, tmp_path):
+    overrides = [*synthetic_overrides(synthetic_root), "trainer.accelerator=cpu"]
+    quoted = "[" + ",".join(f"'{o}'" for o in overrides) + "]"
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- speedrun:start -->\nold\n<!-- speedrun:end -->\n")
+    runs = tmp_path / "runs"
+    result = subprocess.run([sys.executable, "-m", "mnistlab.speedrun", "seeds=[0,1]", f"overrides={quoted}",
+                             f"runs_dir={runs}", "target_accuracy=0.5", "readme=true", f"readme_path={readme}"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (folder,) = runs.iterdir()  # one fresh folder per call
+    summary = json.loads((folder / "speedrun.json").read_text())
+    assert summary == json.loads(result.stdout.strip().splitlines()[-1])
+    metrics = {name: [json.loads((folder / name / f"seed_{s}" / "metrics.json").read_text()) for s in (0, 1)]
+               for name in ("reference", "speedrun")}
+    # the speedrun's one epoch of 594 synthetic training images at batch 32
+    assert [(m["epochs"], m["global_step"]) for m in metrics["speedrun"]] == [(1, 19), (1, 19)]
+    assert [m["epochs"] for m in metrics["reference"]] == [1, 1]  # the reference's one epoch
+    ratios = [s["fit_seconds"] / r["fit_seconds"] for s, r in zip(metrics["speedrun"], metrics["reference"])]
+    assert summary["ratios"] == pytest.approx(ratios)
+    assert summary["median_ratio"] == pytest.approx(statistics.median(ratios))
+    accuracy = statistics.fmean(m["test/acc"] for m in metrics["speedrun"])
+    assert summary["speedrun_accuracy"] == pytest.approx(accuracy)
+    assert summary["accuracy_met"] == (accuracy >= 0.5)
+    table = (folder / "speedrun.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| `speedrun`"))
+    assert " / ".join(f"{m['test/acc'] * 100:.2f}" for m in metrics["speedrun"]) in row
+    assert f"median **{statistics.median(ratios):.2f}**" in table
+    assert "old" not in readme.read_text() and table in readme.read_text()
+    bad = subprocess.run([sys.executable, "-m", "mnistlab.speedrun", "reference=nope", f"runs_dir={runs}"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown experiment(s) ['nope']" in bad.stderr
+    assert list(runs.iterdir()) == [folder]  # a refused call leaves nothing behind

@@ -22,6 +22,7 @@ ACTIVATIONS = {
     "gelu": nn.GELU,
 }
 MONOTONIC = {"relu", "tanh", "sigmoid", "elu", "leaky_relu"}  # non-decreasing: they commute with max-pooling
+POOLS = ("max", "stride")
 INITS = ("default", "truncated_normal", "kaiming", "xavier")
 
 
@@ -109,8 +110,8 @@ class DNN(nn.Module):
         return self.layers(x)
 
 
-def conv_block(cin: int, cout: int, kernel: int, batch_norm: bool, act: str) -> list[nn.Module]:
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=not batch_norm)]
+def conv_block(cin: int, cout: int, kernel: int, batch_norm: bool, act: str, stride: int = 1) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=not batch_norm)]
     if batch_norm:
         layers.append(nn.BatchNorm2d(cout))
     return layers + [make_activation(act)]
@@ -130,7 +131,9 @@ class CNN(nn.Module):
 
     Conv 16@3x3 same + ReLU + MaxPool 2, Conv 32@3x3 same + ReLU + MaxPool 2, Dense 128 ReLU, Dense 10:
     206,922 parameters. ``convs_per_block=2`` stacks two convolutions per block (VGG style).
-    ``kernel_size`` and ``batch_norm`` take one value for every block or a list with one per block.
+    ``kernel_size``, ``batch_norm`` and ``pool`` take one value for every block or a list with one per block.
+    ``pool="stride"`` halves a block's maps with a stride-2 last convolution instead of a 2x2 max-pool: a
+    quarter of the convolution's work, and no full-size activation maps at all.
     """
 
     def __init__(
@@ -144,6 +147,7 @@ class CNN(nn.Module):
         activation: str = "relu",
         init: str = "default",
         num_classes: int = 10,
+        pool: str | Sequence[str] = "max",
     ) -> None:
         super().__init__()
         check_dropout(dropout)
@@ -151,14 +155,21 @@ class CNN(nn.Module):
             raise ConfigError(f"model.net.channels needs 1 to 4 blocks (28 px halves each time), got {list(channels)}")
         kernels = per_block("kernel_size", kernel_size, len(channels))
         norms = per_block("batch_norm", batch_norm, len(channels))
+        pools = per_block("pool", pool, len(channels))
         if any(k % 2 == 0 or k < 1 for k in kernels):
             raise ConfigError(f"model.net.kernel_size must be odd ('same' padding), got {kernel_size}")
+        if any(p not in POOLS for p in pools):
+            raise ConfigError(f"model.net.pool must be one of {', '.join(POOLS)} (or a list of them), got {pool}")
         layers: list[nn.Module] = []
         cin, size = 1, 28
-        for cout, kernel, norm in zip(channels, kernels, norms):
-            for _ in range(convs_per_block):
-                layers += conv_block(cin, cout, kernel, norm, activation)
+        for cout, kernel, norm, block_pool in zip(channels, kernels, norms, pools):
+            for i in range(convs_per_block):
+                stride = 2 if block_pool == "stride" and i == convs_per_block - 1 else 1
+                layers += conv_block(cin, cout, kernel, norm, activation, stride)
                 cin = cout
+            if block_pool == "stride":
+                size = (size + 1) // 2  # 'same' padding with stride 2 rounds up: 7 -> 4
+                continue
             if activation in MONOTONIC:
                 # max(f(a), f(b)) == f(max(a, b)) for a non-decreasing f: pooling first gives the same
                 # output with the activation (and its backward) on a quarter of the values, which makes

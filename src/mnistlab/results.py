@@ -62,6 +62,16 @@ def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
 
 
+def _epochs(runs: list[dict[str, Any]]) -> str:
+    values = [r["epochs"] for r in runs]
+    return _mean_std(values, digits=0 if all(float(v).is_integer() for v in values) else 1)
+
+
+def _seconds(runs: list[dict[str, Any]]) -> str:
+    values = [r["fit_seconds"] for r in runs]
+    return _mean_std(values, digits=1 if statistics.fmean(values) < 100 else 0)  # a speedrun's 6.0, not 6
+
+
 def table(rows: dict[str, list[dict[str, Any]]], seeds: dict[str, list[int]], overrides: Sequence[str],
           command_line: Sequence[str]) -> str:
     lines = [
@@ -77,8 +87,8 @@ def table(rows: dict[str, list[dict[str, Any]]], seeds: dict[str, list[int]], ov
             command = command.replace("mnistlab.train", "mnistlab.train -m")
         lines.append(
             f"| `{experiment}` | {runs[0].get('parameters', '')} | {_mean_std(accs, 100)} | "
-            f"{' / '.join(f'{a * 100:.2f}' for a in accs)} | {_mean_std([r['epochs'] for r in runs], digits=0)} | "
-            f"{_mean_std([r['fit_seconds'] for r in runs], digits=0)} | "
+            f"{' / '.join(f'{a * 100:.2f}' for a in accs)} | {_epochs(runs)} | "
+            f"{_seconds(runs)} | "
             f"{_mean_std([r['train_images_per_second'] for r in runs], digits=0)} | `{command}` |"
         )
     lines.append("")
@@ -114,8 +124,8 @@ def ablation(cfg: DictConfig) -> str:
         acc = statistics.fmean(r["test/acc"] for r in runs) * 100
         worth = "" if not removal else f"{full - acc:+.2f}"
         lines.append(f"| {name} | {_mean_std([r['test/acc'] for r in runs], 100)} | {worth} | "
-                     f"{_mean_std([r['epochs'] for r in runs], digits=0)} | "
-                     f"{_mean_std([r['fit_seconds'] for r in runs], digits=0)} | "
+                     f"{_epochs(runs)} | "
+                     f"{_seconds(runs)} | "
                      f"{' '.join(f'`{o}`' for o in removal)} |")
     lines += ["", f"Seeds {seeds}. Measured {date.today():%Y-%m-%d} on {machine()}; produced by "
               f"`python -m mnistlab.results {' '.join(shlex.quote(a) for a in sys.argv[1:])}`."]
@@ -133,16 +143,20 @@ def update_readme_section(readme: Path, section: str, text: str) -> None:
     readme.write_text(f"{head}{start}\n{text}{end}{tail}")
 
 
+def check_experiments(experiments: Sequence[str]) -> None:
+    known = {p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml")}
+    unknown = [e for e in experiments if e not in known]
+    if unknown:
+        raise ConfigError(f"unknown experiment(s) {unknown}; choose from {sorted(known)}")
+
+
 def collect(cfg: DictConfig) -> str:
     experiments = list(cfg.experiments)
     per = cfg.get("seeds_per_experiment") or {}
     seeds = {e: [int(s) for s in per.get(e, cfg.seeds)] for e in experiments}
     if not experiments or not all(seeds.values()):
         raise ConfigError("experiments and seeds must each name at least one value")
-    known = {p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml")}
-    unknown = [e for e in experiments if e not in known]
-    if unknown:
-        raise ConfigError(f"unknown experiment(s) {unknown}; choose from {sorted(known)}")
+    check_experiments(experiments)
     if not cfg.run_missing:  # tabulate what has finished, train nothing
         finished = {e: [s for s in seeds[e] if metrics_file(Path(cfg.runs_dir) / e / f"seed_{s}").is_file()]
                     for e in experiments}

@@ -1,0 +1,107 @@
+"""``python -m mnistlab.speedrun``: time to 99% of ``experiment=speedrun`` against a reference run.
+
+The reference is the Keras tutorial CNN trained for one epoch. For each seed the reference and the speedrun
+train back to back, each in a fresh ``python -m mnistlab.train`` process, so a pair sees the machine at the
+same moment (a shared or throttled machine drifts by tens of percent within minutes). What counts is the
+ratio of their ``fit_seconds``. Every call measures afresh in a new folder ``<runs_dir>/<date_time>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import statistics
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from .config import CONFIG_DIR
+from .env import machine
+from .errors import ConfigError, report_errors
+from .results import check_experiments, run_one, update_readme_section
+
+
+def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
+    """Train reference then speedrun for every seed; return per-seed metrics and ratios."""
+    seeds = [int(s) for s in cfg.seeds]
+    if not seeds:
+        raise ConfigError("seeds must name at least one seed")
+    check_experiments([cfg.experiment, cfg.reference])
+    if cfg.target_ratio <= 0 or not 0 < cfg.target_accuracy <= 1:
+        raise ConfigError(f"target_ratio must be > 0 and target_accuracy in (0, 1], got "
+                          f"{cfg.target_ratio} and {cfg.target_accuracy}")
+    overrides = list(cfg.overrides)
+    runs: dict[str, list[dict[str, Any]]] = {"reference": [], "speedrun": []}
+    for seed in seeds:
+        runs["reference"].append(run_one(cfg.reference, seed, [*overrides, *cfg.reference_overrides],
+                                         folder / "reference" / f"seed_{seed}"))
+        runs["speedrun"].append(run_one(cfg.experiment, seed, overrides, folder / "speedrun" / f"seed_{seed}"))
+    ratios = [s["fit_seconds"] / r["fit_seconds"] for s, r in zip(runs["speedrun"], runs["reference"])]
+    accuracy = statistics.fmean(r["test/acc"] for r in runs["speedrun"])
+    return {
+        "seeds": seeds,
+        "machine": machine(),
+        "runs": {name: [{k: r.get(k) for k in ("test/acc", "fit_seconds", "global_step", "train_images_per_second")}
+                        for r in rs] for name, rs in runs.items()},
+        "ratios": ratios,
+        "median_ratio": statistics.median(ratios),
+        "speedrun_accuracy": accuracy,
+        "accuracy_met": accuracy >= cfg.target_accuracy,
+        "ratio_met": statistics.median(ratios) <= cfg.target_ratio,
+    }
+
+
+def _per_seed(values: list[float], fmt: str) -> str:
+    return " / ".join(format(v, fmt) for v in values)
+
+
+def markdown(cfg: DictConfig, summary: dict[str, Any]) -> str:
+    reference = f"`{cfg.reference}` {' '.join(f'`{o}`' for o in cfg.reference_overrides)} (reference)"
+    lines = ["| run | test accuracy % (mean) | per seed | fit s (median) | per seed | training img/s (median) |",
+             "|---|---:|---|---:|---|---:|"]
+    for name, label in (("speedrun", f"`{cfg.experiment}`"), ("reference", reference)):
+        rs = summary["runs"][name]
+        accs = [r["test/acc"] * 100 for r in rs]
+        fits = [r["fit_seconds"] for r in rs]
+        lines.append(f"| {label} | {statistics.fmean(accs):.2f} | {_per_seed(accs, '.2f')} | "
+                     f"{statistics.median(fits):.2f} | {_per_seed(fits, '.2f')} | "
+                     f"{statistics.median(r['train_images_per_second'] for r in rs):,.0f} |")
+    mark = {True: "✓", False: "✗"}
+    lines += [
+        "",
+        f"Fit-time ratio speedrun / reference per seed: {_per_seed(summary['ratios'], '.2f')}; median "
+        f"**{summary['median_ratio']:.2f}** (target ≤ {cfg.target_ratio:.2f} {mark[summary['ratio_met']]}). "
+        f"Mean speedrun accuracy **{summary['speedrun_accuracy'] * 100:.2f}%** "
+        f"(target ≥ {cfg.target_accuracy * 100:.2f}% {mark[summary['accuracy_met']]}).",
+        "",
+        f"Seeds {summary['seeds']}. Measured {date.today():%Y-%m-%d} on {summary['machine']}; produced by "
+        f"`python -m mnistlab.speedrun {' '.join(shlex.quote(a) for a in sys.argv[1:])}`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@report_errors
+def run(cfg: DictConfig) -> dict[str, Any]:
+    folder = Path(cfg.runs_dir) / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    summary = measure(cfg, folder)
+    text = markdown(cfg, summary)
+    (folder / "speedrun.md").write_text(text)
+    (folder / "speedrun.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if cfg.readme:
+        update_readme_section(Path(cfg.readme_path), "speedrun", text)
+    print(text)
+    print(json.dumps(summary))
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="speedrun")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()
