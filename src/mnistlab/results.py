@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
 from .config import CONFIG_DIR
