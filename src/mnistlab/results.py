@@ -142,6 +142,15 @@ def update_readme_section(readme: Path, section: str, text: str) -> None:
     readme.write_text(f"{head}{start}\n{text}{end}{tail}")
 
 
+def publish(text: str, output: Path, section: str, readme: Path | None) -> None:
+    """Write a generated table to its file and, when asked, into the README's ``section``; show it."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    if readme is not None:
+        update_readme_section(readme, section, text)
+    print(text)
+
+
 def check_experiments(experiments: Sequence[str]) -> None:
     known = {p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml")}
     unknown = [e for e in experiments if e not in known]
@@ -174,11 +183,7 @@ def run(cfg: DictConfig) -> str:
     section = "ablation" if cfg.get("ablation") else "results"
     text = ablation(cfg) if section == "ablation" else collect(cfg)
     output = Path(cfg.output if section == "results" else Path(cfg.runs_dir) / f"ablation_{cfg.ablation.experiment}.md")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text)
-    if cfg.readme:
-        update_readme_section(Path(cfg.readme_path), section, text)
-    print(text)
+    publish(text, output, section, Path(cfg.readme_path) if cfg.readme else None)
     return text
 
 

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from .config import CONFIG_DIR
 from .env import machine
 from .errors import ConfigError, report_errors
-from .results import check_experiments, run_one, update_readme_section
+from .results import check_experiments, publish, run_one
 
 
 def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
@@ -42,16 +42,17 @@ def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
         runs["speedrun"].append(run_one(cfg.experiment, seed, overrides, folder / "speedrun" / f"seed_{seed}"))
     ratios = [s["fit_seconds"] / r["fit_seconds"] for s, r in zip(runs["speedrun"], runs["reference"])]
     accuracy = statistics.fmean(r["test/acc"] for r in runs["speedrun"])
+    median_ratio = statistics.median(ratios)
     return {
         "seeds": seeds,
         "machine": machine(),
         "runs": {name: [{k: r.get(k) for k in ("test/acc", "fit_seconds", "global_step", "train_images_per_second")}
                         for r in rs] for name, rs in runs.items()},
         "ratios": ratios,
-        "median_ratio": statistics.median(ratios),
+        "median_ratio": median_ratio,
         "speedrun_accuracy": accuracy,
         "accuracy_met": accuracy >= cfg.target_accuracy,
-        "ratio_met": statistics.median(ratios) <= cfg.target_ratio,
+        "ratio_met": median_ratio <= cfg.target_ratio,
     }
 
 
@@ -89,11 +90,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     folder = Path(cfg.runs_dir) / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     summary = measure(cfg, folder)
     text = markdown(cfg, summary)
-    (folder / "speedrun.md").write_text(text)
     (folder / "speedrun.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if cfg.readme:
-        update_readme_section(Path(cfg.readme_path), "speedrun", text)
-    print(text)
+    publish(text, folder / "speedrun.md", "speedrun", Path(cfg.readme_path) if cfg.readme else None)
     print(json.dumps(summary))
     return summary
 

@@ -89,7 +89,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     # read now: testing a checkpoint restores callback states, the timer's included
     fit_seconds, images_per_second = speed.fit_seconds, speed.images_per_second
-    # passes over the training set, fractional when max_steps stops mid-epoch (the speedrun's 1.1)
+    # passes over the training set: fractional when max_steps stops a run mid-epoch
     epochs = round(speed.train_images / len(datamodule.train_set[1]), 2)
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None and cfg.get("test_best", True) else ""
