@@ -56,7 +56,7 @@ def test_every_option_instantiates(group, tmp_path):
             assert opt.defaults.get("nesterov", False) == (option == "nesterov")
         elif group == "trainer":
             if option == "gpu":
-                assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed"
+                assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "32-true"
                 continue  # constructing a GPU Trainer needs a GPU
             assert isinstance(instantiate(cfg.trainer), pl.Trainer)
         else:
@@ -81,6 +81,7 @@ def test_run_dir_and_defaults():
     ("augment.hflip=2", "augment.hflip is a probability"),
     ("augment.rotation=-3", "augment.rotation must be >= 0"),
     ("data.batch_size=abc", "data.batch_size must be a number, got 'abc'"),
+    ("float32_matmul_precision=tf32", "float32_matmul_precision must be highest, high or medium, got 'tf32'"),
 ])
 def test_impossible_values_are_refused(override, message):
     cfg = compose([override])

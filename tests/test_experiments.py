@@ -12,7 +12,8 @@ EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.y
 
 
 def test_the_recipes_are_all_there():
-    assert {"tf_dnn", "tf_dnn_tuned", "keras_cnn", "lenet5", "cnn_best", "fashion_cnn", "speedrun"} <= set(EXPERIMENTS)
+    assert {"tf_dnn", "tf_dnn_tuned", "keras_cnn", "lenet5", "cnn_best", "fashion_cnn", "speedrun",
+            "speedrun_gpu"} <= set(EXPERIMENTS)
 
 
 def test_tutorial_recipes_match_the_tutorials():

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from helpers import synthetic_overrides
+from mnistlab.speedrun import trainer_choice
 
 
 def test_results_table_from_a_small_real_multirun(synthetic_root, tmp_path):
@@ -88,9 +89,14 @@ def test_bench_reports_every_variant(mnist_root, tmp_path):
     assert "| dnn |" in readme.read_text() and summary["machine"] in readme.read_text()
 
 
+def test_speedrun_reference_trains_on_the_experiments_trainer():
+    assert trainer_choice("speedrun_gpu", []) == "gpu"
+    assert trainer_choice("speedrun", []) == "default"
+    assert trainer_choice("speedrun", ["trainer=cpu"]) == "cpu"
+
+
 def test_speedrun_times_each_seed_against_its_reference(synthetic_root, tmp_path):
-    overrides = [*synthetic_overrides(synthetic_root), "trainer.accelerator=cpu"]
-    quoted = "[" + ",".join(f"'{o}'" for o in overrides) + "]"
+    quoted = "[" + ",".join(f"'{o}'" for o in [*synthetic_overrides(synthetic_root), "trainer=cpu"]) + "]"
     readme = tmp_path / "README.md"
     readme.write_text("<!-- speedrun:start -->\nold\n<!-- speedrun:end -->\n")
     runs = tmp_path / "runs"
@@ -106,6 +112,8 @@ def test_speedrun_times_each_seed_against_its_reference(synthetic_root, tmp_path
     # the speedrun's one epoch of 594 synthetic training images at batch 32
     assert [(m["epochs"], m["global_step"]) for m in metrics["speedrun"]] == [(1, 19), (1, 19)]
     assert [m["epochs"] for m in metrics["reference"]] == [1, 1]  # the reference's one epoch
+    for name in ("reference", "speedrun"):  # the overrides reached both runs
+        assert "- trainer=cpu" in (folder / name / "seed_0" / ".hydra" / "overrides.yaml").read_text()
     ratios = [s["fit_seconds"] / r["fit_seconds"] for s, r in zip(metrics["speedrun"], metrics["reference"])]
     assert summary["ratios"] == pytest.approx(ratios)
     assert summary["median_ratio"] == pytest.approx(statistics.median(ratios))
@@ -117,7 +125,8 @@ def test_speedrun_times_each_seed_against_its_reference(synthetic_root, tmp_path
     assert " / ".join(f"{m['test/acc'] * 100:.2f}" for m in metrics["speedrun"]) in row
     assert f"median **{statistics.median(ratios):.2f}**" in table
     assert "old" not in readme.read_text() and table in readme.read_text()
-    bad = subprocess.run([sys.executable, "-m", "mnistlab.speedrun", "reference=nope", f"runs_dir={runs}"],
-                         capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "unknown experiment(s) ['nope']" in bad.stderr
+    for key in ("reference", "recipe"):  # both can be named on the command line
+        bad = subprocess.run([sys.executable, "-m", "mnistlab.speedrun", f"{key}=nope", f"runs_dir={runs}"],
+                             capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 2 and "unknown experiment(s) ['nope']" in bad.stderr
     assert list(runs.iterdir()) == [folder]  # a refused call leaves nothing behind

@@ -33,7 +33,7 @@ from .datasets import locate_split
 from .env import machine
 from .results import update_readme_section
 from .errors import ConfigError, report_errors, silence_library_noise
-from .train import build, build_datamodule, build_model
+from .train import build, build_datamodule, build_model, configure_device
 
 VARIANTS = ("textbook", "mnistlab", "bare")
 MODELS = ("cnn", "dnn")
@@ -126,6 +126,7 @@ def bare_loop(cfg, warmup: int, steps: int) -> float:
     """The same data path and network in a plain loop: what Lightning's per-step cost is measured against."""
     device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
                           else "cpu")
+    configure_device(cfg, device)
     datamodule, module = build_datamodule(cfg), build_model(cfg).to(device)
     datamodule.setup("fit")
     if device.type == "cuda":
@@ -257,7 +258,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 150 cnn, 400 dnn)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each variant reports its best")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    parser.add_argument("--readme", metavar="PATH", help="also write the table into PATH's bench section")
+    parser.add_argument("--readme", metavar="PATH", help="also write the table into a section of PATH")
+    parser.add_argument("--readme-section", default="bench", help="that section's name (bench_gpu for a GPU)")
     parser.add_argument("--overrides", nargs="*", default=[], help="train config overrides, e.g. data.batch_size=256")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -282,7 +284,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary["torch"] = torch.__version__
     print_table({m: summary[m] for m in args.models}, summary["machine"])
     if args.readme:
-        update_readme_section(Path(args.readme), "bench", markdown(summary, args))
+        update_readme_section(Path(args.readme), args.readme_section, markdown(summary, args))
     if args.json:
         print(json.dumps(summary))
     return summary

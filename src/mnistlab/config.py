@@ -26,11 +26,18 @@ CONFIG_DIR = str(config_dir())
 
 
 def compose(overrides: Sequence[str] = (), config_name: str = "train", output_dir: str | None = None) -> DictConfig:
-    """The config ``python -m mnistlab.train`` would see, with ``hydra:`` interpolations resolved."""
+    """The config ``python -m mnistlab.train`` would see, with ``hydra:`` interpolations resolved.
+
+    Inside a running Hydra app (the results and speedrun tools) it composes with that app's Hydra, over
+    the same config folder, and leaves the app's own ``HydraConfig`` alone.
+    """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
+    if GlobalHydra.instance().is_initialized():
+        return hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
     if output_dir is not None:
@@ -84,6 +91,9 @@ def check_config(cfg: DictConfig) -> None:
         if not ok(value):
             raise ConfigError(f"{key} {rule}, got {value}")
     check_device(cfg)
+    precision = cfg.get("float32_matmul_precision")
+    if precision not in (None, "highest", "high", "medium"):
+        raise ConfigError(f"float32_matmul_precision must be highest, high or medium, got {precision!r}")
     for key in ("rotation", "shift", "scale", "brightness", "contrast"):
         value = _number(cfg, f"augment.{key}")
         if value is not None and value < 0:

@@ -185,12 +185,13 @@ class MNISTDataModule(pl.LightningDataModule):
                     warnings.warn("augmentation RNG saved on another device type; reseeding it", stacklevel=2)
         return self._generator
 
-    def prepare_batch(self, batch, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 ``[N, H, W]`` -> normalized float ``[N, 1, H, W]``, augmented when ``train``."""
+    def prepare_batch(self, batch, train: bool, generator: torch.Generator | None = None):
+        """uint8 ``[N, H, W]`` -> normalized float ``[N, 1, H, W]``, augmented when ``train`` (drawing from
+        ``generator`` if given, else from the run's own augmentation RNG)."""
         images, labels = batch
         x = images.unsqueeze(1).float().div_(255.0) if images.dtype == torch.uint8 else images
         if train and self.augment.enabled:
-            x = self.augment(x, generator=self.generator(x.device))
+            x = self.augment(x, generator=generator or self.generator(x.device))
         return (x - self.mean) / self.std, labels
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):

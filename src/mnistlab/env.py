@@ -11,7 +11,7 @@ import torch
 
 def machine() -> str:
     if torch.cuda.is_available():
-        device = torch.cuda.get_device_name(0)
+        device = f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores"
     else:
         model = ""
         cpuinfo = Path("/proc/cpuinfo")

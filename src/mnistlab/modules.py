@@ -196,14 +196,15 @@ class ClassifierModule(pl.LightningModule):
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
 
     # -- optimization --------------------------------------------------------------------------
-    def build_optimizer(self) -> torch.optim.Optimizer:
+    def build_optimizer(self, params=None) -> torch.optim.Optimizer:
+        """The configured optimizer over ``params`` (default: this module's parameters)."""
         if not self.hparams.optimizer:
             raise ConfigError("no optimizer configured (choose optimizer=sgd|momentum|nesterov|adam|adamw|rmsprop)")
         spec = dict(self.hparams.optimizer)
         if spec.get("fused") and self._trainer is not None and "mixed" in str(self.trainer.precision):
             # Lightning's mixed-precision plugin refuses to clip gradients of fused optimizers
             spec["fused"] = None
-        return instantiate(spec, _partial_=True)(params=self.parameters())
+        return instantiate(spec, _partial_=True)(params=self.parameters() if params is None else params)
 
     def configure_optimizers(self):
         optimizer = self.build_optimizer()

@@ -1,4 +1,4 @@
-"""``python -m mnistlab.speedrun``: time to 99% of ``experiment=speedrun`` against a reference run.
+"""``python -m mnistlab.speedrun [recipe=speedrun_gpu]``: time to 99% of a recipe against a reference run.
 
 The reference is the Keras tutorial CNN trained for one epoch. For each seed the reference and the speedrun
 train back to back, each in a fresh ``python -m mnistlab.train`` process, so a pair sees the machine at the
@@ -19,10 +19,15 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from .config import CONFIG_DIR
+from .config import CONFIG_DIR, compose
 from .env import machine
 from .errors import ConfigError, report_errors
 from .results import check_experiments, publish, run_one
+
+
+def trainer_choice(experiment: str, overrides: list[str]) -> str:
+    """The trainer config an experiment trains with (``gpu`` for ``speedrun_gpu``): the reference's too."""
+    return compose([f"experiment={experiment}", *overrides]).hydra.runtime.choices.trainer
 
 
 def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
@@ -30,16 +35,18 @@ def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
     seeds = [int(s) for s in cfg.seeds]
     if not seeds:
         raise ConfigError("seeds must name at least one seed")
-    check_experiments([cfg.experiment, cfg.reference])
+    check_experiments([cfg.recipe, cfg.reference])
     if cfg.target_ratio <= 0 or not 0 < cfg.target_accuracy <= 1:
         raise ConfigError(f"target_ratio must be > 0 and target_accuracy in (0, 1], got "
                           f"{cfg.target_ratio} and {cfg.target_accuracy}")
     overrides = list(cfg.overrides)
+    reference_overrides = [f"trainer={trainer_choice(cfg.recipe, overrides)}", *overrides,
+                           *cfg.reference_overrides]
     runs: dict[str, list[dict[str, Any]]] = {"reference": [], "speedrun": []}
     for seed in seeds:
-        runs["reference"].append(run_one(cfg.reference, seed, [*overrides, *cfg.reference_overrides],
+        runs["reference"].append(run_one(cfg.reference, seed, reference_overrides,
                                          folder / "reference" / f"seed_{seed}"))
-        runs["speedrun"].append(run_one(cfg.experiment, seed, overrides, folder / "speedrun" / f"seed_{seed}"))
+        runs["speedrun"].append(run_one(cfg.recipe, seed, overrides, folder / "speedrun" / f"seed_{seed}"))
     ratios = [s["fit_seconds"] / r["fit_seconds"] for s, r in zip(runs["speedrun"], runs["reference"])]
     accuracy = statistics.fmean(r["test/acc"] for r in runs["speedrun"])
     median_ratio = statistics.median(ratios)
@@ -64,7 +71,7 @@ def markdown(cfg: DictConfig, summary: dict[str, Any]) -> str:
     reference = f"`{cfg.reference}` {' '.join(f'`{o}`' for o in cfg.reference_overrides)} (reference)"
     lines = ["| run | test accuracy % (mean) | per seed | fit s (median) | per seed | training img/s (median) |",
              "|---|---:|---|---:|---|---:|"]
-    for name, label in (("speedrun", f"`{cfg.experiment}`"), ("reference", reference)):
+    for name, label in (("speedrun", f"`{cfg.recipe}`"), ("reference", reference)):
         rs = summary["runs"][name]
         accs = [r["test/acc"] * 100 for r in rs]
         fits = [r["fit_seconds"] for r in rs]
@@ -91,7 +98,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     summary = measure(cfg, folder)
     text = markdown(cfg, summary)
     (folder / "speedrun.json").write_text(json.dumps(summary, indent=2) + "\n")
-    publish(text, folder / "speedrun.md", "speedrun", Path(cfg.readme_path) if cfg.readme else None)
+    publish(text, folder / "speedrun.md", cfg.readme_section, Path(cfg.readme_path) if cfg.readme else None)
     print(json.dumps(summary))
     return summary
 

@@ -20,7 +20,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from rich.console import Console
 from rich.table import Table
 
-from .callbacks import SpeedMonitor
+from .callbacks import DeviceWarmup, SpeedMonitor
 from .checkpoints import load_checkpoint
 from .config import CONFIG_DIR, check_config, preflight_overrides, refuse_to_overwrite
 from .env import machine
@@ -64,7 +64,13 @@ def build(cfg: DictConfig, extra_callbacks: list | None = None, **trainer_overri
     loggers = _instantiate_dict(cfg.get("logger"))
     trainer_kwargs = {"callbacks": callbacks, "logger": loggers or False, **trainer_overrides}
     trainer: pl.Trainer = instantiate(cfg.trainer, **trainer_kwargs)
+    configure_device(cfg, trainer.strategy.root_device)
     return build_datamodule(cfg), build_model(cfg), trainer
+
+
+def configure_device(cfg: DictConfig, device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision") or "highest")
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -91,6 +97,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     fit_seconds, images_per_second = speed.fit_seconds, speed.images_per_second
     # passes over the training set: fractional when max_steps stops a run mid-epoch
     epochs = round(speed.train_images / len(datamodule.train_set[1]), 2)
+    warmup = next((c for c in trainer.callbacks if isinstance(c, DeviceWarmup)), None)
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None and cfg.get("test_best", True) else ""
     test_results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
@@ -100,6 +107,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         epochs=epochs,
         global_step=trainer.global_step,
         fit_seconds=round(fit_seconds, 3),
+        warmup_seconds=round(warmup.seconds, 3) if warmup is not None else 0.0,
         train_images_per_second=round(images_per_second, 1),
         best_checkpoint=best or None,
         parameters=sum(p.numel() for p in model.net.parameters()),
