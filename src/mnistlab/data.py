@@ -191,7 +191,7 @@ class MNISTDataModule(pl.LightningDataModule):
         images, labels = batch
         x = images.unsqueeze(1).float().div_(255.0) if images.dtype == torch.uint8 else images
         if train and self.augment.enabled:
-            x = self.augment(x, generator=generator or self.generator(x.device))
+            x = self.augment(x, generator=generator if generator is not None else self.generator(x.device))
         return (x - self.mean) / self.std, labels
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
