@@ -19,9 +19,16 @@ from mnistlab.errors import CheckpointError, DataError
 from mnistlab.reliability import DivergenceError
 
 
+def _deliverable_ctrl_c():
+    # A job started in the background by a non-interactive shell inherits SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler: restore the default so Ctrl+C reaches the training process.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def train_process(run_dir, overrides, **kwargs):
     args = [sys.executable, "-m", "mnistlab.train", *FAST, *overrides, f"hydra.run.dir={run_dir}"]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_deliverable_ctrl_c, **kwargs)
 
 
 def wait_for(path, process, timeout=240):
