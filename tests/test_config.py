@@ -71,6 +71,25 @@ def test_run_dir_and_defaults():
     assert cfg.data.val_fraction == 0.1 and cfg.trainer.accelerator == "auto"
 
 
+def test_output_dir_resolves_outside_an_app_and_is_refused_inside_one(tmp_path):
+    from hydra import initialize_config_dir
+
+    cfg = compose([], output_dir=tmp_path)
+    assert cfg.callbacks.model_checkpoint.dirpath == f"{tmp_path}/checkpoints"
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):  # as inside a running tool
+        assert compose(["model=dnn"]).model._target_.endswith("DNNClassifier")
+        with pytest.raises(ValueError, match="output_dir"):
+            compose([], output_dir=tmp_path)
+
+
+def test_tools_share_one_hydra_block_that_writes_nothing_of_its_own():
+    for tool in ("export", "kernels", "predict", "results", "speedrun"):
+        cfg = compose([], config_name=tool)
+        assert cfg.hydra.run.dir == "." and cfg.hydra.output_subdir is None and cfg.hydra.job.chdir is False, tool
+        assert cfg.hydra.job_logging.root.level == cfg.hydra.hydra_logging.root.level == "ERROR", tool
+        assert "tool" not in cfg and "defaults" not in cfg, tool  # the shared block adds no keys of its own
+
+
 @pytest.mark.parametrize("override, message", [
     ("data.batch_size=0", "data.batch_size must be > 0, got 0"),
     ("data.val_fraction=1.5", "data.val_fraction must be in (0, 1), got 1.5"),

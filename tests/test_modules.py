@@ -1,6 +1,7 @@
 import io
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
@@ -90,3 +91,24 @@ def test_channels_last_gives_the_same_logits():
     x = torch.randn(3, 1, 28, 28)
     assert torch.allclose(a(x), b(x), atol=1e-5)
     assert b.net.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+ADAM_FUSED = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3, "fused": True}
+
+
+@pytest.mark.parametrize("precision, clip, fused", [("32-true", 1.0, True), ("bf16-mixed", None, True),
+                                                    ("bf16-mixed", 1.0, None)])
+def test_fused_optimizer_is_kept_unless_mixed_precision_must_clip(precision, clip, fused):
+    # Lightning's mixed-precision plugin cannot clip a fused optimizer's gradients; everything else can.
+    module = DNNClassifier(net={"hidden": [8]}, optimizer=ADAM_FUSED)
+    module.trainer = pl.Trainer(accelerator="cpu", precision=precision, gradient_clip_val=clip, logger=False,
+                                enable_progress_bar=False, enable_model_summary=False)
+    assert module.build_optimizer().defaults["fused"] is fused
+
+
+def test_lightnings_hook_name_bypasses_module_setattr_but_stays_readable():
+    module = SoftmaxClassifier(optimizer=SGD)
+    module._current_fx_name = "training_step"
+    assert module._current_fx_name == "training_step" and "_current_fx_name" not in module._modules
+    module.extra = torch.nn.Linear(2, 2)  # every other attribute still goes through nn.Module
+    assert "extra" in module._modules

@@ -1,7 +1,6 @@
 """Fault injection: real kills, corrupt files, impossible values, diverging runs, hostile checkpoints."""
 
 import json
-import os
 import pickle
 import signal
 import subprocess

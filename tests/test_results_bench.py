@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from helpers import synthetic_overrides
+from mnistlab import bench
 from mnistlab.speedrun import trainer_choice
 
 
@@ -87,6 +88,18 @@ def test_bench_reports_every_variant(mnist_root, tmp_path):
         rounds = row["rounds_img_s"][variant]
         assert len(rounds) == 2 and row[variant] == pytest.approx(max(rounds), abs=0.1)
     assert "| dnn |" in readme.read_text() and summary["machine"] in readme.read_text()
+    assert "lightning" not in row  # Lightning's floor runs only when asked for
+
+
+def test_bench_measures_lightnings_floor_when_asked(mnist_root, capsys):
+    summary = bench.main(["--json", "--models", "dnn", "--variants", "lightning", "bare", "--warmup", "2",
+                          "--steps", "5", "--rounds", "1", "--device", "cpu",
+                          "--overrides", f"data.data_dir={mnist_root}"])
+    row = summary["dnn"]
+    assert row["lightning"] > 0 and row["bare"] > 0 and "mnistlab" not in row
+    assert row["lightning/bare"] == pytest.approx(row["lightning"] / row["bare"], abs=0.01)
+    header = next(line for line in capsys.readouterr().out.splitlines() if "lightning/bare" in line)
+    assert "lightning img/s" in header and "mnistlab" not in header
 
 
 def test_speedrun_reference_trains_on_the_experiments_trainer():

@@ -94,9 +94,10 @@ def test_every_scheduler_trains(scheduler, synthetic_root, tmp_path):
     assert metrics["epochs"] == 2 and metrics["test/acc"] > 0.5
 
 
-def test_clipping_and_bf16_autocast_on_cpu(synthetic_root, tmp_path):
+@pytest.mark.parametrize("clip", ["0.5", "null"])  # fused Adam is switched off only when it must clip
+def test_clipping_and_bf16_autocast_on_cpu(clip, synthetic_root, tmp_path):
     metrics = run_train(tmp_path, [*synthetic_overrides(synthetic_root), "model=cnn", "++trainer.fast_dev_run=true",
-                                   "trainer.precision=bf16-mixed", "trainer.gradient_clip_val=0.5"])
+                                   "trainer.precision=bf16-mixed", f"trainer.gradient_clip_val={clip}"])
     assert 0.0 <= metrics["test/acc"] <= 1.0 and metrics["global_step"] == 1
 
 

@@ -29,7 +29,8 @@ def compose(overrides: Sequence[str] = (), config_name: str = "train", output_di
     """The config ``python -m mnistlab.train`` would see, with ``hydra:`` interpolations resolved.
 
     Inside a running Hydra app (the results and speedrun tools) it composes with that app's Hydra, over
-    the same config folder, and leaves the app's own ``HydraConfig`` alone.
+    the same config folder, and leaves the app's own ``HydraConfig`` alone; ``output_dir`` (what
+    ``${hydra:runtime.output_dir}`` resolves to) can only be set outside one.
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -37,6 +38,8 @@ def compose(overrides: Sequence[str] = (), config_name: str = "train", output_di
     from hydra.core.hydra_config import HydraConfig
 
     if GlobalHydra.instance().is_initialized():
+        if output_dir is not None:  # ${hydra:...} resolves against the app's HydraConfig, which stays its own
+            raise ValueError("compose(output_dir=...) cannot apply inside a running Hydra app")
         return hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)

@@ -86,6 +86,15 @@ class ClassifierModule(pl.LightningModule):
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets _current_fx_name before and after every hook it calls, about 40 times a
+        # training step; nn.Module.__setattr__ spends ~2 us each checking parameters, buffers and
+        # submodules for a name that is always a plain string attribute.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     # -- forward -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=self.memory_format)
@@ -201,8 +210,11 @@ class ClassifierModule(pl.LightningModule):
         if not self.hparams.optimizer:
             raise ConfigError("no optimizer configured (choose optimizer=sgd|momentum|nesterov|adam|adamw|rmsprop)")
         spec = dict(self.hparams.optimizer)
-        if spec.get("fused") and self._trainer is not None and "mixed" in str(self.trainer.precision):
-            # Lightning's mixed-precision plugin refuses to clip gradients of fused optimizers
+        trainer = self._trainer
+        if (spec.get("fused") and trainer is not None and "mixed" in str(trainer.precision)
+                and trainer.gradient_clip_val):
+            # Lightning's mixed-precision plugin refuses to clip the gradients of fused optimizers
+            # (they unscale inside step()); without clipping, fused runs under autocast as well.
             spec["fused"] = None
         return instantiate(spec, _partial_=True)(params=self.parameters() if params is None else params)
 

@@ -28,7 +28,6 @@ from .env import machine
 from .errors import ConfigError, MnistlabError, report_errors
 
 
-
 def train_command(experiment: str, seed: int, overrides: Sequence[str]) -> list[str]:
     return ["python", "-m", "mnistlab.train", f"experiment={experiment}", f"seed={seed}", *overrides]
 
@@ -71,6 +70,11 @@ def _seconds(runs: list[dict[str, Any]]) -> str:
     return _mean_std(values, digits=1 if statistics.fmean(values) < 100 else 0)  # a speedrun's 6.0, not 6
 
 
+def _provenance(command_line: Sequence[str]) -> str:
+    return (f"Measured {date.today():%Y-%m-%d} on {machine()}; produced by "
+            f"`python -m mnistlab.results {' '.join(shlex.quote(a) for a in command_line)}`.")
+
+
 def table(rows: dict[str, list[dict[str, Any]]], seeds: dict[str, list[int]], overrides: Sequence[str],
           command_line: Sequence[str]) -> str:
     lines = [
@@ -86,13 +90,10 @@ def table(rows: dict[str, list[dict[str, Any]]], seeds: dict[str, list[int]], ov
             command = command.replace("mnistlab.train", "mnistlab.train -m")
         lines.append(
             f"| `{experiment}` | {runs[0].get('parameters', '')} | {_mean_std(accs, 100)} | "
-            f"{' / '.join(f'{a * 100:.2f}' for a in accs)} | {_epochs(runs)} | "
-            f"{_seconds(runs)} | "
+            f"{' / '.join(f'{a * 100:.2f}' for a in accs)} | {_epochs(runs)} | {_seconds(runs)} | "
             f"{_mean_std([r['train_images_per_second'] for r in runs], digits=0)} | `{command}` |"
         )
-    lines.append("")
-    lines.append(f"Measured {date.today():%Y-%m-%d} on {machine()}; produced by "
-                 f"`python -m mnistlab.results {' '.join(shlex.quote(a) for a in command_line)}`.")
+    lines += ["", _provenance(command_line)]
     return "\n".join(lines) + "\n"
 
 
@@ -100,7 +101,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
-def ablation(cfg: DictConfig) -> str:
+def ablation(cfg: DictConfig, command_line: Sequence[str]) -> str:
     """The recipe, then the recipe without each lesson: test accuracy and what the lesson was worth."""
     spec, seeds, overrides = cfg.ablation, [int(s) for s in cfg.seeds], list(cfg.overrides)
     if not spec.get("without"):
@@ -123,11 +124,8 @@ def ablation(cfg: DictConfig) -> str:
         acc = statistics.fmean(r["test/acc"] for r in runs) * 100
         worth = "" if not removal else f"{full - acc:+.2f}"
         lines.append(f"| {name} | {_mean_std([r['test/acc'] for r in runs], 100)} | {worth} | "
-                     f"{_epochs(runs)} | "
-                     f"{_seconds(runs)} | "
-                     f"{' '.join(f'`{o}`' for o in removal)} |")
-    lines += ["", f"Seeds {seeds}. Measured {date.today():%Y-%m-%d} on {machine()}; produced by "
-              f"`python -m mnistlab.results {' '.join(shlex.quote(a) for a in sys.argv[1:])}`."]
+                     f"{_epochs(runs)} | {_seconds(runs)} | {' '.join(f'`{o}`' for o in removal)} |")
+    lines += ["", f"Seeds {seeds}. {_provenance(command_line)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -181,7 +179,7 @@ def collect(cfg: DictConfig) -> str:
 @report_errors
 def run(cfg: DictConfig) -> str:
     section = "ablation" if cfg.get("ablation") else "results"
-    text = ablation(cfg) if section == "ablation" else collect(cfg)
+    text = ablation(cfg, sys.argv[1:]) if section == "ablation" else collect(cfg)
     output = Path(cfg.output if section == "results" else Path(cfg.runs_dir) / f"ablation_{cfg.ablation.experiment}.md")
     publish(text, output, section, Path(cfg.readme_path) if cfg.readme else None)
     return text
