@@ -1,5 +1,6 @@
-"""``python -m mnistlab.bench [--json]``: training throughput of three pipelines, same network, same run
-(the pipelines besides mnistlab's own are in ``baselines.py``).
+"""``python -m mnistlab.bench [--json]``: mnistlab's training throughput against reference pipelines.
+
+Same network, same augmentation kinds, one run; the reference pipelines live in ``baselines.py``.
 
 - ``textbook``: torchvision's MNIST dataset with PIL transforms per sample (RandomAffine for rotation,
   shift and zoom, ColorJitter for brightness and contrast) through a DataLoader with workers, into the
