@@ -89,7 +89,7 @@ class ClassifierModule(pl.LightningModule):
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning sets _current_fx_name before and after every hook it calls, about 40 times a
         # training step; nn.Module.__setattr__ spends ~2 us each checking parameters, buffers and
-        # submodules for a name that is always a plain string attribute.
+        # submodules for a name that only ever holds a hook's name or None.
         if name == "_current_fx_name":
             object.__setattr__(self, name, value)
         else:
