@@ -91,6 +91,21 @@ def test_bench_reports_every_variant(mnist_root, tmp_path):
     assert "lightning" not in row  # Lightning's floor runs only when asked for
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--overrides", "data.batch_size=0"], "error: data.batch_size must be > 0, got 0"),
+    (["--overrides", "data.foo=1"], "error: data.foo: no such config key (to add a new key write +data.foo=...)"),
+    (["--rounds", "0"], "error: --rounds must be >= 1, got 0"),
+    pytest.param(["--device", "gpu"], "error: --device gpu: PyTorch sees no CUDA GPU here; use --device auto or cpu",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
+])
+def test_bench_refuses_bad_input_in_one_line_before_measuring(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--models", "dnn", *args])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2 and captured.err.strip().splitlines() == [message]
+    assert captured.out == ""  # no variant was measured
+
+
 def test_bench_measures_lightnings_floor_when_asked(mnist_root, capsys):
     summary = bench.main(["--json", "--models", "dnn", "--variants", "lightning", "bare", "--warmup", "2",
                           "--steps", "5", "--rounds", "1", "--device", "cpu",

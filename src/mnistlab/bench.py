@@ -31,7 +31,7 @@ import pytorch_lightning as pl
 import torch
 
 from .baselines import StepTimer, bare_loop, lightning_floor, sync, textbook_loader, trainer_limits
-from .config import compose
+from .config import compose_checked
 from .env import machine
 from .errors import ConfigError, report_errors, silence_library_noise
 from .results import update_readme_section
@@ -47,9 +47,9 @@ def config(model: str, device: str, overrides: list[str]):
     # Everything a training run has, minus what needs validation or a logger (the timed loop has neither).
     without = ("model_summary", "tensorboard_visuals", "model_checkpoint", "last_checkpoint", "early_stopping",
                "lr_monitor")
-    return compose([f"model={model}", "augment=digits", f"trainer.accelerator={device}", "logger={}",
-                    *(f"callbacks.{name}=null" for name in without), *overrides],
-                   output_dir="/tmp/mnistlab-bench")
+    return compose_checked([f"model={model}", "augment=digits", f"trainer.accelerator={device}", "logger={}",
+                            *(f"callbacks.{name}=null" for name in without), *overrides],
+                           output_dir="/tmp/mnistlab-bench")
 
 
 def measure_training(variant: str, model_name: str, device: str, warmup: int, steps: int,
@@ -198,10 +198,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result.update(peak_memory_mb())
         print(json.dumps(result))
         return result
-    args.steps = {m: args.steps or (150 if m == "cnn" else 400) for m in args.models}
-    args.batch_size = config(args.models[0], args.device, args.overrides).data.batch_size
     if args.rounds < 1:
         raise ConfigError(f"--rounds must be >= 1, got {args.rounds}")
+    if args.device == "gpu" and not torch.cuda.is_available():
+        raise ConfigError("--device gpu: PyTorch sees no CUDA GPU here; use --device auto or cpu")
+    # Every model's config is composed and checked here, so a bad override is one line, not a child's crash.
+    args.batch_size = [config(m, args.device, args.overrides) for m in args.models][0].data.batch_size
+    args.steps = {m: args.steps or (150 if m == "cnn" else 400) for m in args.models}
     runs: dict[str, dict[str, list]] = {m: {v: [] for v in args.variants} for m in args.models}
     for _ in range(args.rounds):
         for m in args.models:

@@ -49,6 +49,19 @@ def compose(overrides: Sequence[str] = (), config_name: str = "train", output_di
     return cfg
 
 
+def compose_checked(overrides: Sequence[str] = (), output_dir: str | None = None) -> DictConfig:
+    """``compose`` for tools that take train overrides: a bad key or value is one ``ConfigError`` line."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        cfg = compose(overrides, output_dir=output_dir)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(_one_line(err)) from err
+    check_config(cfg)
+    return cfg
+
+
 def _number(cfg: DictConfig, key: str):
     return OmegaConf.select(cfg, key, default=None)
 
