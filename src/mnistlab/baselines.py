@@ -130,10 +130,8 @@ class LossOnly(pl.LightningModule):
 def lightning_floor(cfg, timer: StepTimer) -> float:
     """What Lightning's loop costs by itself: no callbacks but the timer, no logger, no progress bar."""
     device = training_device(cfg)
-    trainer = pl.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, precision=cfg.trainer.precision, logger=False,
-                         callbacks=[timer], enable_progress_bar=False, enable_model_summary=False,
-                         **trainer_limits(timer))
+    trainer = pl.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
+                         precision=cfg.trainer.precision, logger=False, callbacks=[timer],
+                         enable_progress_bar=False, enable_model_summary=False, **trainer_limits(timer))
     trainer.fit(LossOnly(build_model(cfg)), datamodule=build_datamodule(cfg))
     return timer.images_per_second
-
-

@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.device == "gpu" and not torch.cuda.is_available():
         raise ConfigError("--device gpu: PyTorch sees no CUDA GPU here; use --device auto or cpu")
     # Every model's config is composed and checked here, so a bad override is one line, not a child's crash.
-    args.batch_size = [config(m, args.device, args.overrides) for m in args.models][0].data.batch_size
+    configs = {m: config(m, args.device, args.overrides) for m in args.models}
+    args.batch_size = configs[args.models[0]].data.batch_size
     args.steps = {m: args.steps or (150 if m == "cnn" else 400) for m in args.models}
     runs: dict[str, dict[str, list]] = {m: {v: [] for v in args.variants} for m in args.models}
     for _ in range(args.rounds):

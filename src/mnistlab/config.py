@@ -49,15 +49,20 @@ def compose(overrides: Sequence[str] = (), config_name: str = "train", output_di
     return cfg
 
 
-def compose_checked(overrides: Sequence[str] = (), output_dir: str | None = None) -> DictConfig:
-    """``compose`` for tools that take train overrides: a bad key or value is one ``ConfigError`` line."""
+def _compose_or_config_error(overrides: Sequence[str], output_dir: str | None = None) -> DictConfig:
+    """``compose``, with Hydra's and OmegaConf's multi-line composition errors as one ``ConfigError`` line."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        cfg = compose(overrides, output_dir=output_dir)
+        return compose(overrides, output_dir=output_dir)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(_one_line(err)) from err
+
+
+def compose_checked(overrides: Sequence[str] = (), output_dir: str | None = None) -> DictConfig:
+    """``compose`` for tools that take train overrides: a bad key or value is one ``ConfigError`` line."""
+    cfg = _compose_or_config_error(overrides, output_dir)
     check_config(cfg)
     return cfg
 
@@ -205,16 +210,13 @@ def preflight_overrides(argv: Sequence[str]) -> None:
 
     Sweeps (``-m``) are left to Hydra: their values are lists that only the sweeper expands.
     """
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     if any(a in ("-m", "--multirun") or a.startswith(("-", "hparams_search=")) for a in argv):
         return
     overrides = [a for a in argv if not a.startswith("hydra")]
     try:
-        compose(overrides)
-    except (HydraException, OmegaConfBaseException) as err:
-        if debug_enabled():
+        _compose_or_config_error(overrides)
+    except ConfigError as err:
+        if debug_enabled():  # the traceback shows Hydra's own error as the cause
             raise
-        print(f"error: {_one_line(err)}", file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
