@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: train test test-all bench speedrun clean-venv
+.PHONY: train test test-all lint bench speedrun clean-venv
 
 $(BIN)/mnistlab-ready: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ test: $(BIN)/mnistlab-ready
 
 test-all: $(BIN)/mnistlab-ready
 	$(BIN)/python -m pytest -m '' $(ARGS)
+
+lint: $(BIN)/mnistlab-ready
+	$(BIN)/python -m ruff check src tests
 
 bench: $(BIN)/mnistlab-ready
 	$(BIN)/python -m mnistlab.bench $(ARGS)

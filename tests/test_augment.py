@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 import torch.nn.functional as F
 
 from mnistlab.augment import AugmentParams, BatchAugment, affine_grid, apply
@@ -77,10 +76,10 @@ def test_sampled_ranges_and_probabilities():
     p = aug.sample(20000, generator=torch.Generator().manual_seed(1))
     assert p.angle.abs().max() <= 10 and p.angle.abs().max() > 9.9
     assert p.shift_x.abs().max() <= 2 and p.shift_y.abs().max() <= 2
-    assert 0.9 <= p.scale.min() and p.scale.max() <= 1.1
+    assert p.scale.min() >= 0.9 and p.scale.max() <= 1.1
     assert abs(p.hflip.float().mean().item() - 0.3) < 0.02 and not p.vflip.any()
-    assert 0.8 <= p.brightness.min() and p.brightness.max() <= 1.2
-    assert 0.5 <= p.contrast.min() and p.contrast.max() <= 1.5
+    assert p.brightness.min() >= 0.8 and p.brightness.max() <= 1.2
+    assert p.contrast.min() >= 0.5 and p.contrast.max() <= 1.5
 
 
 def test_same_generator_seed_same_result_and_disabled_is_identity():

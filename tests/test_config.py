@@ -112,6 +112,6 @@ def test_impossible_values_are_refused(override, message):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
 def test_asking_for_a_missing_gpu_is_one_clear_line():
     for overrides in (["trainer.accelerator=gpu"], ["trainer=gpu"]):
-        with pytest.raises(ConfigError, match="PyTorch sees no CUDA GPU here; use trainer.accelerator=auto or cpu"):
+        with pytest.raises(ConfigError, match=r"PyTorch sees no CUDA GPU here; use trainer\.accelerator=auto or cpu"):
             check_config(compose(overrides))
     check_config(compose(["trainer.precision=bf16-mixed"]))  # bf16 autocast on the CPU is fine

@@ -1,12 +1,14 @@
 import gzip
 
 import pytest
+import torch
 import torchvision
 
-from conftest import make_dataset
 from mnistlab import datasets
 from mnistlab.datasets import load_split, locate_split, resolve_data_dir
 from mnistlab.errors import DataError
+
+from conftest import make_dataset
 
 
 def test_torchvision_layout_and_flat_gz_folders(tmp_path):
@@ -19,6 +21,8 @@ def test_torchvision_layout_and_flat_gz_folders(tmp_path):
         (flat / (path.name + ".gz")).write_bytes(gzip.compress(path.read_bytes()))
     images_gz, labels_gz = load_split("mnist", "test", flat, download=False)
     assert images_gz.shape == (20, 28, 28) and locate_split("mnist", "test", flat, False)[0].suffix == ".gz"
+    raw_images, raw_labels = load_split("mnist", "test", root, download=False)
+    assert torch.equal(images_gz, raw_images) and torch.equal(labels_gz, raw_labels)
 
 
 def test_env_var_is_used_when_no_dir_given(tmp_path, monkeypatch):

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from helpers import FAST, run_train, synthetic_overrides
 from mnistlab.config import compose
 from mnistlab.train import build, configure_device
+
+from helpers import FAST, run_train, synthetic_overrides
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

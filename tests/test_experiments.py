@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from mnistlab.config import CONFIG_DIR, compose
+
 from conftest import make_dataset
 from helpers import run_train, synthetic_overrides
-from mnistlab.config import CONFIG_DIR, compose
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
 

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_idx
 from mnistlab.errors import DataError
 from mnistlab.idx import read_idx, read_images_and_labels
+
+from conftest import write_idx
 
 
 def test_reads_uint8_images_and_gzip(tmp_path):

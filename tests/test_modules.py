@@ -23,7 +23,7 @@ def test_penalties_equal_their_formulas():
 def test_penalty_skips_biases_and_batch_norm():
     module = CNNClassifier(net={"batch_norm": True}, optimizer=SGD, regularization={"l2": 1.0})
     with torch.no_grad():
-        for name, p in module.net.named_parameters():
+        for p in module.net.parameters():
             p.fill_(0.0 if p.ndim > 1 else 5.0)
     assert module.penalty().item() == 0.0
 
@@ -46,7 +46,7 @@ def test_label_smoothing_softens_training_targets_only():
     assert torch.allclose(module.test_loss.compute(), torch.nn.functional.cross_entropy(logits, y), atol=1e-6)
     # training accuracy: counts on the device, not a host sync per step
     assert int(module.train_seen) == 4 and int(module.train_correct) == int((logits.argmax(-1) == y).sum())
-    with pytest.raises(ConfigError, match="label_smoothing must be in \\[0, 1\\), got 1.5"):
+    with pytest.raises(ConfigError, match=r"label_smoothing must be in \[0, 1\), got 1\.5"):
         SoftmaxClassifier(optimizer=SGD, regularization={"label_smoothing": 1.5})
 
 

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_dataset, write_idx
-from helpers import FAST, Payload, run_train, synthetic_overrides
 from mnistlab.datasets import SPLIT_FILES
 from mnistlab.errors import CheckpointError, DataError
 from mnistlab.reliability import DivergenceError
+
+from conftest import make_dataset, write_idx
+from helpers import FAST, Payload, run_train, synthetic_overrides
 
 
 def _deliverable_ctrl_c():
@@ -55,7 +56,7 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(synthetic_root, tmp_
     for checkpoint in (tmp_path / "killed" / "checkpoints").glob("*"):  # only complete files survive
         assert checkpoint.suffix == ".ckpt", checkpoint
         torch.load(checkpoint, weights_only=True)
-    out, err = straight.communicate(timeout=600)
+    _, err = straight.communicate(timeout=600)
     assert straight.returncode == 0, err[-3000:]
     # no hydra.run.dir: the killed run continues in its own directory
     resumed = subprocess.run([sys.executable, "-m", "mnistlab.train", *FAST, *overrides, f"ckpt_path={last}"],

@@ -8,9 +8,10 @@ import sys
 import pytest
 import torch
 
-from helpers import synthetic_overrides
 from mnistlab import bench
 from mnistlab.speedrun import trainer_choice
+
+from helpers import synthetic_overrides
 
 
 def test_results_table_from_a_small_real_multirun(synthetic_root, tmp_path):
@@ -142,7 +143,8 @@ def test_speedrun_times_each_seed_against_its_reference(synthetic_root, tmp_path
     assert [m["epochs"] for m in metrics["reference"]] == [1, 1]  # the reference's one epoch
     for name in ("reference", "speedrun"):  # the overrides reached both runs
         assert "- trainer=cpu" in (folder / name / "seed_0" / ".hydra" / "overrides.yaml").read_text()
-    ratios = [s["fit_seconds"] / r["fit_seconds"] for s, r in zip(metrics["speedrun"], metrics["reference"])]
+    pairs = zip(metrics["speedrun"], metrics["reference"], strict=True)
+    ratios = [s["fit_seconds"] / r["fit_seconds"] for s, r in pairs]
     assert summary["ratios"] == pytest.approx(ratios)
     assert summary["median_ratio"] == pytest.approx(statistics.median(ratios))
     accuracy = statistics.fmean(m["test/acc"] for m in metrics["speedrun"])

@@ -8,8 +8,14 @@ import sys
 import pytest
 import yaml
 
-from helpers import FAST, synthetic_overrides
 from mnistlab.config import compose
+
+from helpers import FAST, synthetic_overrides
+
+
+def summary_rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
 
 
 def train_cli(*args, timeout=600):
@@ -23,7 +29,7 @@ def test_multirun_summary_ranks_jobs_and_keeps_failures(synthetic_root, tmp_path
     result = train_cli("-m", *synthetic_overrides(synthetic_root), "trainer.max_epochs=1", "optimizer=sgd",
                        "model=softmax,dnn", "optimizer.lr=0.1,1e12", f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = list(csv.DictReader(open(tmp_path / "summary.csv")))
+    rows = summary_rows(tmp_path / "summary.csv")
     assert len(rows) == 4 and {r["job"] for r in rows} == {"0", "1", "2", "3"}
     failed = [r for r in rows if r["status"] == "failed"]
     assert len(failed) == 1 and failed[0]["params"] == "model=dnn optimizer.lr=1000000000000.0"
@@ -46,7 +52,7 @@ def test_optuna_search_three_trials(storage, synthetic_root, tmp_path):
                        "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={tmp_path / 'sweep'}", *extra)
     assert result.returncode == 0, result.stderr[-3000:]
     sweep = tmp_path / "sweep"
-    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    rows = summary_rows(sweep / "summary.csv")
     assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
     assert all("optimizer.lr=" in r["overrides"] and "model.net.hidden=" in r["overrides"] for r in rows)
     best = yaml.safe_load((sweep / "best_params.yaml").read_text())
@@ -80,7 +86,7 @@ def test_optuna_study_survives_a_crashing_trial(synthetic_root, tmp_path):
                              "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = list(csv.DictReader(open(tmp_path / "sweep" / "summary.csv")))
+    rows = summary_rows(tmp_path / "sweep" / "summary.csv")
     assert len(rows) == 3
     outcome = {r["overrides"].split("optimizer.lr=")[1].split()[0]: r["status"] for r in rows}
     assert outcome == {"1000000000000.0": "failed", "0.001": "ok"}
@@ -91,8 +97,9 @@ def test_joblib_launcher_runs_jobs_in_parallel(synthetic_root, tmp_path):
     result = train_cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *synthetic_overrides(synthetic_root),
                        "trainer.max_epochs=1", "model=softmax,dnn", f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = list(csv.DictReader(open(tmp_path / "summary.csv")))
-    assert sorted(r["params"] for r in rows) == ["model=dnn", "model=softmax"] and all(r["status"] == "ok" for r in rows)
+    rows = summary_rows(tmp_path / "summary.csv")
+    assert sorted(r["params"] for r in rows) == ["model=dnn", "model=softmax"]
+    assert all(r["status"] == "ok" for r in rows)
 
 
 def test_slurm_launcher_config_composes():

@@ -11,13 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import write_idx
-from helpers import Payload, run_train
 from mnistlab.checkpoints import load_model
 from mnistlab.datasets import load_split
 from mnistlab.export import max_difference, standalone_from_checkpoint
 from mnistlab.kernels import classic_kernels, filter_image
 from mnistlab.preprocess import to_mnist
+
+from conftest import write_idx
+from helpers import Payload, run_train
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def test_preprocessing_recovers_the_mnist_digit(mnist_root):
         scan = paper_scan(images[i].numpy(), offset=(5 + 7 * (i % 10), 3 + 5 * (i % 10)), rgb=i % 2 == 0)
         gray = torch.from_numpy(np.asarray(scan.convert("L"), np.float32) / 255)
         recovered, original = to_mnist(gray), images[i].float() / 255
-        assert recovered.shape == (28, 28) and 0 <= recovered.min() and recovered.max() <= 1
+        assert recovered.shape == (28, 28) and recovered.min() >= 0 and recovered.max() <= 1
         similarities.append(torch.nn.functional.cosine_similarity(recovered.flatten(), original.flatten(), dim=0))
     # a one-pixel misplacement of a thin stroke drops this well below 0.7
     assert min(similarities) > 0.75 and sum(similarities) / len(similarities) > 0.93
@@ -97,7 +98,7 @@ def test_predict_files_folders_globs_and_idx(real_checkpoint, mnist_root, tmp_pa
     with torch.no_grad():
         direct = module((images[:12, None].float() / 255 - 0.1307) / 0.3081).argmax(-1).tolist()
     predicted = [row["label"] for row in rows[1:]]
-    assert sum(p == d for p, d in zip(predicted, direct)) >= 10  # same answer as on the original digits
+    assert sum(p == d for p, d in zip(predicted, direct, strict=True)) >= 10  # same answer as on the original digits
     assert all(set(row) == {"path", "label", "prob", "top3"} and len(row["top3"]) == 3 for row in rows[1:])
     assert all(row["top3"][0] == [row["label"], row["prob"]] for row in rows[1:])
     assert Image.open(tmp_path / "plot.png").size[0] > 300

@@ -7,9 +7,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from helpers import run_train, synthetic_overrides
 from mnistlab.errors import ConfigError
 from mnistlab.modules import DNNClassifier
+
+from helpers import run_train, synthetic_overrides
 
 
 def tensorboard_tags(run_dir):

@@ -72,7 +72,8 @@ class BatchAugment(torch.nn.Module):
     def sample(self, n: int, device=None, generator: torch.Generator | None = None) -> AugmentParams:
         ranges = [(-self.rotation, self.rotation), (1 - self.scale, 1 + self.scale), (-self.shift, self.shift),
                   (-self.shift, self.shift), (0.0, 1.0), (0.0, 1.0),
-                  (max(0.0, 1 - self.brightness), 1 + self.brightness), (max(0.0, 1 - self.contrast), 1 + self.contrast)]
+                  (max(0.0, 1 - self.brightness), 1 + self.brightness),
+                  (max(0.0, 1 - self.contrast), 1 + self.contrast)]
         low, span = _bounds(tuple(ranges), torch.device(device or "cpu"))
         # one draw for all eight parameters of the whole batch: a handful of kernels per step, not dozens
         draws = torch.rand(len(ranges), n, device=device, generator=generator) * span + low
@@ -134,10 +135,11 @@ def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return coords.T.reshape(-1, 2, height * width).transpose(1, 2).reshape(-1, height, width, 2)
 
 
-def apply(images: torch.Tensor, params: AugmentParams, geometric: bool = True, photometric: bool = True) -> torch.Tensor:
+def apply(images: torch.Tensor, params: AugmentParams, geometric: bool = True,
+          photometric: bool = True) -> torch.Tensor:
     """Apply given per-sample parameters to a float batch ``[N, C, H, W]`` in [0, 1]."""
     if geometric:
-        n, c, h, w = images.shape
+        h, w = images.shape[-2:]
         theta = affine_matrices(params, h, w).to(images.dtype)
         grid = affine_grid(theta, h, w)
         images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -164,7 +164,7 @@ class TensorBoardVisuals(pl.Callback):
         writer, dm = _tensorboard(trainer), trainer.datamodule
         if writer is None or dm is None or dm.train_set is None:
             return
-        images, labels = (t[: self.num_images] for t in dm.train_set)
+        images = dm.train_set[0][: self.num_images]
         raw = images.unsqueeze(1).float().to(pl_module.device) / 255
         # A private generator: drawing the picture must not shift the training run's random stream.
         generator = torch.Generator(device=raw.device).manual_seed(0)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -101,7 +102,8 @@ class MNISTDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size <= 0 or eval_batch_size <= 0:
-            raise ConfigError(f"data.batch_size and data.eval_batch_size must be > 0, got {batch_size}, {eval_batch_size}")
+            raise ConfigError(
+                f"data.batch_size and data.eval_batch_size must be > 0, got {batch_size}, {eval_batch_size}")
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
         augment = dict(augment or {})

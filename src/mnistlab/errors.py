@@ -6,7 +6,8 @@ import functools
 import os
 import sys
 import warnings
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 

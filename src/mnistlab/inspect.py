@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from rich.console import Console

@@ -85,12 +85,13 @@ def kernels_figure(image: torch.Tensor, label: str, module=None, mean: float = 0
     columns = 9
     rows = 1
     if learned is not None:
-        rows += 2 * math.ceil(len(learned[1]) / columns) if learned[0] == "filters" else math.ceil(len(learned[1]) / columns)
+        rows_per_group = 2 if learned[0] == "filters" else 1
+        rows += rows_per_group * math.ceil(len(learned[1]) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.5, rows * 1.7), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     _show(axes[0, 0], image, f"test digit ({label})")
-    for ax, (name, kernel) in zip(axes[0, 1:], kernels.items()):
+    for ax, (name, kernel) in zip(axes[0, 1:], kernels.items(), strict=False):
         _show(ax, filter_image(image, kernel), name, symmetric=kernel.sum().abs() < 1e-6)
     if learned is not None:
         kind, weights, maps = learned
@@ -102,8 +103,8 @@ def kernels_figure(image: torch.Tensor, label: str, module=None, mean: float = 0
             offset = math.ceil(len(weights) / columns) * columns
             for i, fmap in enumerate(maps):
                 _show(flat[offset + i], fmap, f"feature map {i}", cmap="viridis")
-    fig.suptitle("classic kernels (top)" + (f", the model's first layer: learned {learned[0]} below" if learned else ""),
-                 fontsize=9)
+    learned_note = f", the model's first layer: learned {learned[0]} below" if learned else ""
+    fig.suptitle("classic kernels (top)" + learned_note, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     return fig
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
@@ -228,7 +229,8 @@ class ClassifierModule(pl.LightningModule):
         if "total_steps" in inspect.signature(factory.func).parameters and "total_steps" not in factory.keywords:
             kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
         scheduler = factory(optimizer, **kwargs)
-        config = {"scheduler": scheduler, "interval": spec.get("interval", "step"), "frequency": spec.get("frequency", 1)}
+        config = {"scheduler": scheduler, "interval": spec.get("interval", "step"),
+                  "frequency": spec.get("frequency", 1)}
         if spec.get("monitor"):
             config["monitor"] = spec["monitor"]
         return {"optimizer": optimizer, "lr_scheduler": config}

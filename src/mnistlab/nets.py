@@ -6,7 +6,8 @@ Every network takes normalized images ``[N, 1, 28, 28]`` and returns logits ``[N
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -114,7 +115,7 @@ def conv_block(cin: int, cout: int, kernel: int, batch_norm: bool, act: str, str
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=not batch_norm)]
     if batch_norm:
         layers.append(nn.BatchNorm2d(cout))
-    return layers + [make_activation(act)]
+    return [*layers, make_activation(act)]
 
 
 def per_block(name: str, value: Any, blocks: int) -> list:
@@ -162,7 +163,7 @@ class CNN(nn.Module):
             raise ConfigError(f"model.net.pool must be one of {', '.join(POOLS)} (or a list of them), got {pool}")
         layers: list[nn.Module] = []
         cin, size = 1, 28
-        for cout, kernel, norm, block_pool in zip(channels, kernels, norms, pools):
+        for cout, kernel, norm, block_pool in zip(channels, kernels, norms, pools, strict=True):
             for i in range(convs_per_block):
                 stride = 2 if block_pool == "stride" and i == convs_per_block - 1 else 1
                 layers += conv_block(cin, cout, kernel, norm, activation, stride)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")  # never open a window: figures go to PNG files and TensorBoard
 
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torchmetrics.classification import MulticlassConfusionMatrix  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 
 def digits_figure(images: torch.Tensor, labels=None, predictions=None, class_names: Sequence[str] | None = None,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import glob
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import hydra
 import torch
@@ -81,7 +82,7 @@ def predict(module, digits: torch.Tensor, mean: float, std: float, batch_size: i
 
 def records(names, errors, probs, class_names) -> list[dict[str, Any]]:
     rows, k = [], 0
-    for name, error in zip(names, errors):
+    for name, error in zip(names, errors, strict=True):
         if error is not None:
             rows.append({"path": name, "error": error})
             continue
@@ -92,7 +93,7 @@ def records(names, errors, probs, class_names) -> list[dict[str, Any]]:
             "path": name,
             "label": int(top.indices[0]),
             "prob": round(float(top.values[0]), 6),
-            "top3": [[int(i), round(float(v), 6)] for v, i in zip(top.values, top.indices)],
+            "top3": [[int(i), round(float(v), 6)] for v, i in zip(top.values, top.indices, strict=True)],
         }
         if not class_names[0].isdigit():  # Fashion-MNIST: say what label 3 means
             row["class_name"] = class_names[row["label"]]

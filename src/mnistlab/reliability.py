@@ -45,7 +45,9 @@ class DivergenceGuard(pl.Callback):
                 raise DivergenceError(self._message(trainer, pl_module, step, loss))
             return
         bad_step = torch.where(torch.isfinite(loss.detach()), -1, step)
-        self._first_bad = bad_step if self._first_bad is None else torch.where(self._first_bad >= 0, self._first_bad, bad_step)
+        if self._first_bad is not None:
+            bad_step = torch.where(self._first_bad >= 0, self._first_bad, bad_step)
+        self._first_bad = bad_step
         if step % self.check_every_n_steps == 0 or batch_idx + 1 == trainer.num_training_batches:
             first = int(self._first_bad)
             if first >= 0:
@@ -110,6 +112,7 @@ def check_resumable(checkpoint: dict[str, Any], model: pl.LightningModule, path:
                 f"{tuple(expected[name].shape)}; resume with the config the checkpoint was trained with "
                 f"(its model.net: {checkpoint.get('hyper_parameters', {}).get('net')})"
             )
-    missing = [k for k in expected if k not in checkpoint["state_dict"] and not k.startswith(("train_", "val_", "test_"))]
+    metric_state = ("train_", "val_", "test_")
+    missing = [k for k in expected if k not in checkpoint["state_dict"] and not k.startswith(metric_state)]
     if missing:
         raise CheckpointError(f"{path}: lacks {missing[:3]} that this run's model has; the configs differ")

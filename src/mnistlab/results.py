@@ -16,9 +16,10 @@ import shlex
 import statistics
 import subprocess
 import sys
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
@@ -78,7 +79,8 @@ def _provenance(command_line: Sequence[str]) -> str:
 def table(rows: dict[str, list[dict[str, Any]]], seeds: dict[str, list[int]], overrides: Sequence[str],
           command_line: Sequence[str]) -> str:
     lines = [
-        "| experiment | parameters | test accuracy % (mean ± std) | per seed | epochs | fit s | train img/s | command |",
+        "| experiment | parameters | test accuracy % (mean ± std) | per seed | epochs | fit s | train img/s "
+        "| command |",
         "|---|---:|---:|---|---:|---:|---:|---|",
     ]
     for experiment, runs in rows.items():
@@ -108,7 +110,8 @@ def ablation(cfg: DictConfig, command_line: Sequence[str]) -> str:
         raise ConfigError("ablation.without must name at least one lesson and the overrides that remove it")
     base = Path(cfg.runs_dir) / spec.experiment
     variants = [("full recipe", [], base)] + [
-        (f"without {lesson}", list(removal), base / f"without_{_slug(lesson)}") for lesson, removal in spec.without.items()]
+        (f"without {lesson}", list(removal), base / f"without_{_slug(lesson)}")
+        for lesson, removal in spec.without.items()]
     if not cfg.run_missing:  # tabulate what has finished, train nothing
         variants = [v for v in variants if all(metrics_file(v[2] / f"seed_{s}").is_file() for s in seeds)]
         if not variants or variants[0][0] != "full recipe":

@@ -49,7 +49,8 @@ def cosine(optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, min_ra
     return LambdaLR(optimizer, WarmupCosine(total_steps, warmup_steps, min_ratio))
 
 
-def one_cycle(optimizer: Optimizer, total_steps: int, max_lr_factor: float = 10.0, pct_start: float = 0.25) -> OneCycleLR:
+def one_cycle(optimizer: Optimizer, total_steps: int, max_lr_factor: float = 10.0,
+              pct_start: float = 0.25) -> OneCycleLR:
     """One-cycle policy peaking at ``max_lr_factor`` x the optimizer's configured learning rate."""
     max_lr = [group["lr"] * max_lr_factor for group in optimizer.param_groups]
     defaults = optimizer.defaults

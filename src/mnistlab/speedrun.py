@@ -47,7 +47,7 @@ def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
         runs["reference"].append(run_one(cfg.reference, seed, reference_overrides,
                                          folder / "reference" / f"seed_{seed}"))
         runs["speedrun"].append(run_one(cfg.recipe, seed, overrides, folder / "speedrun" / f"seed_{seed}"))
-    ratios = [s["fit_seconds"] / r["fit_seconds"] for s, r in zip(runs["speedrun"], runs["reference"])]
+    ratios = [s["fit_seconds"] / r["fit_seconds"] for s, r in zip(runs["speedrun"], runs["reference"], strict=True)]
     accuracy = statistics.fmean(r["test/acc"] for r in runs["speedrun"])
     median_ratio = statistics.median(ratios)
     return {

@@ -120,7 +120,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "metrics.json", metrics)
         for logger in trainer.loggers:
-            final = {f"hp/{k.replace('/', '_')}": metrics[k] for k in ("test/acc", "test/loss", "val/acc_best") if k in metrics}
+            final = {f"hp/{k.replace('/', '_')}": metrics[k] for k in ("test/acc", "test/loss", "val/acc_best")
+                     if k in metrics}
             logger.log_hyperparams(_hparams(cfg), metrics=final)
             logger.finalize("success")
     return metrics
@@ -152,7 +153,7 @@ def run_sweep_job(cfg: DictConfig) -> float:
     run_dir = Path(cfg.trainer.default_root_dir)
     try:
         return run(cfg)
-    except (Exception, SystemExit) as err:  # noqa: BLE001 - recorded, reported, and the sweep goes on
+    except (Exception, SystemExit) as err:
         message = str(err) if isinstance(err, MnistlabError) else f"{type(err).__name__}: {err}"
         if isinstance(err, SystemExit) and err.code == 143:
             raise
