@@ -1,5 +1,7 @@
 """The device paths: the warm-up step, TF32 on CUDA, and (on a machine with a GPU) training on one."""
 
+import os
+
 import pytest
 import torch
 
@@ -30,6 +32,22 @@ def test_tf32_only_on_cuda():
     before = torch.get_float32_matmul_precision()
     configure_device(cfg, torch.device("cpu"))
     assert torch.get_float32_matmul_precision() == before
+
+
+def test_nvml_check_dropped_only_where_nvml_cannot_load(monkeypatch):
+    from mnistlab import env
+
+    monkeypatch.setenv(env.NVML_CHECK, "1")  # as Lightning's import sets it
+    answer = torch.cuda.is_available()
+    with monkeypatch.context() as driver:  # a machine with an NVIDIA driver: left alone
+        driver.setattr(env, "nvml_loads", lambda: True)
+        env.drop_failing_nvml_check()
+        assert os.environ.get(env.NVML_CHECK) == "1"
+    configure_device(compose([]), torch.device("cpu"))
+    if env.nvml_loads():
+        assert os.environ[env.NVML_CHECK] == "1"
+    else:  # this machine has no driver: the check goes, the answer stays
+        assert env.NVML_CHECK not in os.environ and torch.cuda.is_available() == answer
 
 
 @cuda

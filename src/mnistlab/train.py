@@ -23,7 +23,7 @@ from rich.table import Table
 from .callbacks import DeviceWarmup, SpeedMonitor
 from .checkpoints import load_checkpoint
 from .config import CONFIG_DIR, check_config, preflight_overrides, refuse_to_overwrite
-from .env import machine
+from .env import drop_failing_nvml_check, machine
 from .errors import MnistlabError, report_errors, silence_library_noise
 from .reliability import check_resumable
 
@@ -69,6 +69,7 @@ def build(cfg: DictConfig, extra_callbacks: list | None = None, **trainer_overri
 
 
 def configure_device(cfg: DictConfig, device: torch.device) -> None:
+    drop_failing_nvml_check()  # after Lightning's import, which sets the variable
     if device.type == "cuda":
         torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision") or "highest")
 
