@@ -102,20 +102,16 @@ def affine_matrices(params: AugmentParams, height: int, width: int) -> torch.Ten
     """
     theta = torch.deg2rad(params.angle.float())
     cos, sin = torch.cos(theta), torch.sin(theta)
-    inv_zoom = 1.0 / params.scale.float()
-    flip_x = 1.0 - 2.0 * params.hflip.float()
-    flip_y = 1.0 - 2.0 * params.vflip.float()
+    inv_zoom = params.scale.float().reciprocal()
+    minus_inv_zoom = -inv_zoom
+    row_x = torch.where(params.hflip, minus_inv_zoom, inv_zoom)  # a flip negates its row
+    row_y = torch.where(params.vflip, minus_inv_zoom, inv_zoom)
     # Counter-clockwise on screen (y down) is R(-theta) forward, so the inverse rotation is R(theta).
-    a = torch.stack(
-        [
-            torch.stack([flip_x * cos * inv_zoom, -flip_x * sin * inv_zoom], dim=-1),
-            torch.stack([flip_y * sin * inv_zoom, flip_y * cos * inv_zoom], dim=-1),
-        ],
-        dim=-2,
-    )
-    t = torch.stack([params.shift_x.float() * 2.0 / width, params.shift_y.float() * 2.0 / height], dim=-1)
-    b = -(a @ t.unsqueeze(-1))
-    return torch.cat([a, b], dim=-1)
+    # Built as whole [N, 2, 2] tensors: each op is a kernel, which a GPU step pays for in launches.
+    rotation = torch.stack([cos, -sin, sin, cos], dim=-1).view(-1, 2, 2)
+    a = rotation * torch.stack([row_x, row_y], dim=-1).unsqueeze(-1)
+    t = torch.stack([params.shift_x.float() * (2.0 / width), params.shift_y.float() * (2.0 / height)], dim=-1)
+    return torch.cat([a, -(a @ t.unsqueeze(-1))], dim=-1)
 
 
 @functools.lru_cache(maxsize=8)
