@@ -11,8 +11,10 @@ Same network, same augmentation kinds, one run; the reference pipelines live in 
   computes the loss, with no callbacks, over the same data path and network.
 
 Each variant runs in its own process (clean peak memory), warms up, then is timed over a fixed number
-of steps. Shared machines are noisy, so the variants run in interleaved rounds and each reports its best
-round. Also reported: inference throughput on the test set and peak memory.
+of steps. Shared machines are noisy (they stall and they burst), so the variants run in interleaved
+rounds: each figure is the median of its rounds, and each ratio the median of the rounds' own ratios,
+whose variants ran back to back, so the machine's drift from minute to minute cancels. Also reported:
+inference throughput on the test set and peak memory.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -111,11 +114,20 @@ def run_variant_process(variant: str, model: str, args) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def best_of_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The fastest round (noise only ever slows a run down), with every round's figure kept."""
-    best = dict(max(runs, key=lambda r: r["train_img_s"]))
-    best["rounds_img_s"] = [round(r["train_img_s"], 1) for r in runs]
-    return best
+def combine_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One variant's rounds: median throughputs, peak memory, and every round's training figure."""
+    combined: dict[str, Any] = {"train_img_s": statistics.median(r["train_img_s"] for r in runs),
+                                "rounds_img_s": [round(r["train_img_s"], 1) for r in runs]}
+    if all("infer_img_s" in r for r in runs):
+        combined["infer_img_s"] = statistics.median(r["infer_img_s"] for r in runs)
+    for key in sorted({k for r in runs for k in r if k.endswith("_mb")}):
+        combined[key] = max(r.get(key, 0.0) for r in runs)
+    return combined
+
+
+def median_ratio(rounds_a: list[float], rounds_b: list[float]) -> float:
+    """Median over rounds of ``a / b`` within each round."""
+    return statistics.median(a / b for a, b in zip(rounds_a, rounds_b, strict=True))
 
 
 def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -124,7 +136,7 @@ def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         row: dict[str, Any] = {v: round(variants[v]["train_img_s"], 1) for v in ALL_VARIANTS if v in variants}
         for a, b in RATIOS:
             if a in row and b in row:
-                row[f"{a}/{b}"] = round(row[a] / row[b], 2)
+                row[f"{a}/{b}"] = round(median_ratio(variants[a]["rounds_img_s"], variants[b]["rounds_img_s"]), 2)
         if "mnistlab" in variants:
             row["inference_img_s"] = round(variants["mnistlab"].get("infer_img_s", 0.0), 1)
         row["memory_mb"] = {v: {k: val for k, val in variants[v].items() if k.endswith("_mb")} for v in variants}
@@ -171,8 +183,8 @@ def markdown(summary: dict[str, Any], args) -> str:
         command += " --overrides " + " ".join(args.overrides)
     steps = ", ".join(f"{n} for {m}" for m, n in args.steps.items())
     lines += ["", f"Measured {date.today():%Y-%m-%d} on {summary['machine']} with `{command}` "
-              f"(batch {args.batch_size}; {args.warmup} warm-up steps, then timed steps: {steps}; best of "
-              f"{args.rounds} interleaved rounds)."]
+              f"(batch {args.batch_size}; {args.warmup} warm-up steps, then timed steps: {steps}; medians of "
+              f"{args.rounds} interleaved rounds, ratios the median of each round's ratio)."]
     return "\n".join(lines) + "\n"
 
 
@@ -185,7 +197,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
     parser.add_argument("--warmup", type=int, default=20, help="untimed steps first")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 150 cnn, 400 dnn)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each variant reports its best")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds; figures and ratios are their medians")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.add_argument("--readme", metavar="PATH", help="also write the table into a section of PATH")
     parser.add_argument("--readme-section", default="bench", help="that section's name (bench_gpu for a GPU)")
@@ -211,7 +224,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for m in args.models:
             for v in args.variants:
                 runs[m][v].append(run_variant_process(v, m, args))
-    results = {m: {v: best_of_rounds(r) for v, r in variants.items()} for m, variants in runs.items()}
+    results = {m: {v: combine_rounds(r) for v, r in variants.items()} for m, variants in runs.items()}
     summary = summarize(results)
     summary["machine"] = machine()
     summary["torch"] = torch.__version__
