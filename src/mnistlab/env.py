@@ -41,8 +41,8 @@ def drop_failing_nvml_check() -> None:
     """Undo Lightning's ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` where NVML cannot load.
 
     That variable makes ``torch.cuda.is_available()`` count devices through NVML. Without an NVIDIA driver
-    each call tries to load NVML, fails and falls back to the CUDA runtime's count, so dropping it gives
-    the same answer without the failed load (~70 us), and Adam/AdamW ask on every ``step()``.
+    each call tries to load NVML, fails (~70 us) and falls back to the CUDA runtime's count, and Adam and
+    AdamW ask in every ``step()``. Dropping the variable there gives the same answer without the failed load.
     """
     if os.environ.get(NVML_CHECK) == "1" and torch.backends.cuda.is_built() and not nvml_loads():
         del os.environ[NVML_CHECK]
