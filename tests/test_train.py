@@ -148,3 +148,55 @@ def test_speed_totals_travel_in_checkpoints(finished_run):
     assert resumed.fit_seconds == state["fit_seconds"] and resumed.images_per_second == pytest.approx(
         state["train_images"] / state["train_seconds"])
     assert metrics["fit_seconds"] >= state["fit_seconds"] and metrics["train_images_per_second"] > 0
+
+
+def test_null_callbacks_stay_off_instead_of_lightnings_defaults(synthetic_root, tmp_path):
+    from pytorch_lightning.callbacks import ModelCheckpoint, ModelSummary, ProgressBar
+
+    from mnistlab.config import compose
+    from mnistlab.train import build
+
+    off = ["callbacks.progress_bar=null", "callbacks.model_summary=null", "callbacks.model_checkpoint=null",
+           "callbacks.last_checkpoint=null"]
+    kinds = (ProgressBar, ModelSummary, ModelCheckpoint)
+
+    def trainer_callbacks(overrides):
+        cfg = compose(["trainer.accelerator=cpu", *synthetic_overrides(synthetic_root), *overrides],
+                      output_dir=tmp_path / "composed")
+        return build(cfg)[2].callbacks
+
+    kept = trainer_callbacks([])
+    assert [sum(isinstance(c, k) for c in kept) for k in kinds] == [1, 1, 2]
+    assert next(c for c in kept if isinstance(c, ProgressBar)).refresh_rate == 50  # the configured one
+    assert not [c for c in trainer_callbacks(off) if isinstance(c, kinds)]
+    # An explicit Trainer flag still wins: Lightning's default summary comes back.
+    summaries = [c for c in trainer_callbacks([*off, "+trainer.enable_model_summary=true"])
+                 if isinstance(c, ModelSummary)]
+    assert len(summaries) == 1
+    run_train(tmp_path / "run", [*synthetic_overrides(synthetic_root), *off, "model=dnn", "trainer.max_epochs=1"])
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert not list((tmp_path / "run").rglob("*.ckpt"))
+
+
+def test_fit_seconds_leave_lightnings_start_up_out(synthetic_root, tmp_path):
+    import time
+
+    import pytorch_lightning as pl
+
+    from mnistlab.callbacks import SpeedMonitor
+    from mnistlab.config import compose
+    from mnistlab.train import build
+
+    class SlowStartUp(pl.Callback):  # after the timer: like the model summary, graph trace, sanity check
+        def on_fit_start(self, trainer, pl_module):
+            time.sleep(0.5)
+
+    cfg = compose(["trainer.accelerator=cpu", *synthetic_overrides(synthetic_root), "model=dnn",
+                   "trainer.max_epochs=1", "logger={}", "callbacks.model_checkpoint=null",
+                   "callbacks.last_checkpoint=null"], output_dir=tmp_path)
+    speed = SpeedMonitor()
+    datamodule, model, trainer = build(cfg, extra_callbacks=[speed, SlowStartUp()])
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule)
+    whole = time.perf_counter() - start
+    assert 0 < speed.train_seconds <= speed.fit_seconds <= whole - 0.5

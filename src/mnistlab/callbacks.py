@@ -19,23 +19,26 @@ from .plots import confusion_figure, digits_figure
 class SpeedMonitor(pl.Callback):
     """Wall time of the fit and training images per second (validation excluded).
 
-    Its totals travel in checkpoints, so a resumed run reports the time of the whole run.
+    ``fit_seconds`` runs from ``on_train_start`` to ``on_train_end``, validation epochs included. What
+    Lightning does before (model summary, hyperparameter and graph logging, the sanity validation, a
+    resume's restore) is start-up, like its teardown after. Its totals travel in checkpoints, so a resumed
+    run reports the time of the whole run.
     """
 
     def __init__(self) -> None:
         self.train_seconds = 0.0
         self.train_images = 0
         self._earlier_fit_seconds = 0.0
-        self._fit_start: float | None = None
+        self._train_start: float | None = None
         self._segment_start: float | None = None
 
     @property
     def fit_seconds(self) -> float:
-        running = time.perf_counter() - self._fit_start if self._fit_start is not None else 0.0
+        running = time.perf_counter() - self._train_start if self._train_start is not None else 0.0
         return self._earlier_fit_seconds + running
 
-    def on_fit_start(self, trainer, pl_module) -> None:
-        self._fit_start = time.perf_counter()
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._train_start = time.perf_counter()
 
     def on_train_end(self, trainer, pl_module) -> None:
         # The clock stops with training: Lightning's teardown after it (weights back to the CPU, CUDA
@@ -46,8 +49,8 @@ class SpeedMonitor(pl.Callback):
         self._stop()  # when training was never reached (an error before it)
 
     def _stop(self) -> None:
-        if self._fit_start is not None:
-            self._earlier_fit_seconds, self._fit_start = self.fit_seconds, None
+        if self._train_start is not None:
+            self._earlier_fit_seconds, self._train_start = self.fit_seconds, None
 
     # Training time runs from an epoch's start (or the first batch after a validation) until the next
     # validation or the epoch's end: validation, checkpoint writing and epoch-end pictures are left out.

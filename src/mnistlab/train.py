@@ -15,6 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint, ModelSummary, ProgressBar
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from rich.console import Console
@@ -57,12 +58,25 @@ def build_model(cfg: DictConfig):
                        regularization=cfg.regularization, _recursive_=False)
 
 
+# Lightning adds its own progress bar (refreshed every step), model summary (a forward pass and a table,
+# inside the fit) and checkpoint callback when none of the kind is configured.
+_LIGHTNING_DEFAULTS = {"enable_progress_bar": ProgressBar, "enable_model_summary": ModelSummary,
+                       "enable_checkpointing": ModelCheckpoint}
+
+
+def switched_off_defaults(callbacks: list, trainer_cfg: DictConfig) -> dict[str, bool]:
+    """Trainer flags that keep ``callbacks.<name>=null`` off instead of swapping in Lightning's default."""
+    return {flag: False for flag, kind in _LIGHTNING_DEFAULTS.items()
+            if trainer_cfg.get(flag) is None and not any(isinstance(c, kind) for c in callbacks)}
+
+
 def build(cfg: DictConfig, extra_callbacks: list | None = None, **trainer_overrides):
     """The DataModule, LightningModule and Trainer a composed config describes."""
     # extra callbacks (timers) first: their epoch-end hooks run before the configured callbacks' work
     callbacks = [*(extra_callbacks or []), *_instantiate_dict(cfg.get("callbacks"))]
     loggers = _instantiate_dict(cfg.get("logger"))
-    trainer_kwargs = {"callbacks": callbacks, "logger": loggers or False, **trainer_overrides}
+    trainer_kwargs = {"callbacks": callbacks, "logger": loggers or False,
+                      **switched_off_defaults(callbacks, cfg.trainer), **trainer_overrides}
     trainer: pl.Trainer = instantiate(cfg.trainer, **trainer_kwargs)
     configure_device(cfg, trainer.strategy.root_device)
     return build_datamodule(cfg), build_model(cfg), trainer
