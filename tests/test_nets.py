@@ -102,6 +102,28 @@ def test_batch_norm_and_dropout_options():
     assert lenet(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
+def test_pool_before_norm_normalizes_the_pooled_maps():
+    net = nets.CNN(channels=(8, 16, 32), kernel_size=[5, 3, 3], batch_norm=[False, True, True],
+                   pool=["stride", "max", "max"], dense=64, pool_before_norm=True)
+    kinds = [type(m).__name__ for m in net.features]
+    assert kinds == ["Conv2d", "ReLU", "Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU",
+                     "Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]
+    sizes = []
+    for m in net.features:
+        if isinstance(m, nn.BatchNorm2d):
+            m.register_forward_hook(lambda m, i, o: sizes.append(tuple(i[0].shape[1:])))
+    assert net(torch.randn(4, 1, 28, 28)).shape == (4, 10)
+    assert sizes == [(16, 7, 7), (32, 3, 3)]  # a quarter of the values each, not (16, 14, 14), (32, 7, 7)
+    # the same parameters as the usual order, and the same function for blocks without batch norm
+    usual = nets.CNN(channels=(8, 16, 32), kernel_size=[5, 3, 3], batch_norm=[False, True, True],
+                     pool=["stride", "max", "max"], dense=64)
+    assert [p.shape for p in net.parameters()] == [p.shape for p in usual.parameters()]
+    plain_a, plain_b = nets.CNN(pool_before_norm=True), nets.CNN()
+    plain_b.load_state_dict(plain_a.state_dict())
+    x = torch.randn(3, 1, 28, 28)
+    torch.testing.assert_close(plain_a(x), plain_b(x))
+
+
 @pytest.mark.parametrize("build, message", [
     (lambda: nets.DNN(activation="swishy"), "unknown activation 'swishy'"),
     (lambda: nets.DNN(dropout=1.0), "dropout must be in \\[0, 1\\)"),
