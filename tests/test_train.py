@@ -2,13 +2,19 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
+import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint, ModelSummary, ProgressBar
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from mnistlab.callbacks import SpeedMonitor
+from mnistlab.config import compose
 from mnistlab.errors import ConfigError
 from mnistlab.modules import DNNClassifier
+from mnistlab.train import build
 
 from helpers import run_train, synthetic_overrides
 
@@ -138,8 +144,6 @@ def test_torch_compile_trains_and_keeps_checkpoint_keys_plain(synthetic_root, tm
 
 def test_speed_totals_travel_in_checkpoints(finished_run):
     run_dir, metrics = finished_run
-    from mnistlab.callbacks import SpeedMonitor
-
     state = next(v for k, v in torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"].items()
                  if k.startswith("SpeedMonitor"))
     assert state["train_images"] == 3 * 540 and 0 < state["train_seconds"] <= state["fit_seconds"]
@@ -151,11 +155,6 @@ def test_speed_totals_travel_in_checkpoints(finished_run):
 
 
 def test_null_callbacks_stay_off_instead_of_lightnings_defaults(synthetic_root, tmp_path):
-    from pytorch_lightning.callbacks import ModelCheckpoint, ModelSummary, ProgressBar
-
-    from mnistlab.config import compose
-    from mnistlab.train import build
-
     off = ["callbacks.progress_bar=null", "callbacks.model_summary=null", "callbacks.model_checkpoint=null",
            "callbacks.last_checkpoint=null"]
     kinds = (ProgressBar, ModelSummary, ModelCheckpoint)
@@ -179,14 +178,6 @@ def test_null_callbacks_stay_off_instead_of_lightnings_defaults(synthetic_root, 
 
 
 def test_fit_seconds_leave_lightnings_start_up_out(synthetic_root, tmp_path):
-    import time
-
-    import pytorch_lightning as pl
-
-    from mnistlab.callbacks import SpeedMonitor
-    from mnistlab.config import compose
-    from mnistlab.train import build
-
     class SlowStartUp(pl.Callback):  # after the timer: like the model summary, graph trace, sanity check
         def on_fit_start(self, trainer, pl_module):
             time.sleep(0.5)
