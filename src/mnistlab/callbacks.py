@@ -43,14 +43,7 @@ class SpeedMonitor(pl.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         # The clock stops with training: Lightning's teardown after it (weights back to the CPU, CUDA
         # caches emptied) is not part of the fit.
-        self._stop()
-
-    def on_fit_end(self, trainer, pl_module) -> None:
-        self._stop()  # when training was never reached (an error before it)
-
-    def _stop(self) -> None:
-        if self._train_start is not None:
-            self._earlier_fit_seconds, self._train_start = self.fit_seconds, None
+        self._earlier_fit_seconds, self._train_start = self.fit_seconds, None
 
     # Training time runs from an epoch's start (or the first batch after a validation) until the next
     # validation or the epoch's end: validation, checkpoint writing and epoch-end pictures are left out.
