@@ -5,6 +5,7 @@ import os
 import pytest
 import torch
 
+from mnistlab import env
 from mnistlab.config import compose
 from mnistlab.train import build, configure_device
 
@@ -35,8 +36,6 @@ def test_tf32_only_on_cuda():
 
 
 def test_nvml_check_dropped_only_where_nvml_cannot_load(monkeypatch):
-    from mnistlab import env
-
     monkeypatch.setenv(env.NVML_CHECK, "1")  # as Lightning's import sets it
     answer = torch.cuda.is_available()
     with monkeypatch.context() as driver:  # a machine with an NVIDIA driver: left alone
