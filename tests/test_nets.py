@@ -124,6 +124,33 @@ def test_pool_before_norm_normalizes_the_pooled_maps():
     torch.testing.assert_close(plain_a(x), plain_b(x))
 
 
+def test_center_crop_sees_only_the_central_pixels():
+    net = nets.CNN(channels=(8, 16, 64), kernel_size=[5, 3, 3], batch_norm=[False, True, True],
+                   pool=["stride", "max", "max"], dense=64, pool_before_norm=True, center_crop=24).eval()
+    sizes = []
+    for m in net.features:
+        if isinstance(m, nn.Conv2d):
+            m.register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[-1]))
+    x = torch.randn(3, 1, 28, 28)
+    out = net(x)
+    assert sizes == [24, 12, 6]  # and 3x3 maps into the dense layer: no row lost to an odd size
+    assert net.classifier[1].in_features == 64 * 3 * 3
+    border = x.clone()
+    border[..., :2, :] = 9.0
+    border[..., -2:, :] = -9.0
+    border[..., :, :2] = 5.0
+    border[..., :, -2:] = -5.0
+    torch.testing.assert_close(net(border), out)  # the 2-pixel border is ignored...
+    inner = x.clone()
+    inner[..., 2, 2] += 9.0
+    inner[..., 25, 25] -= 9.0
+    assert not torch.allclose(net(inner), out)  # ...its first row and column inside are not
+    # the same parameters as the uncropped network: only the maps shrink
+    uncropped = nets.CNN(channels=(8, 16, 64), kernel_size=[5, 3, 3], batch_norm=[False, True, True],
+                         pool=["stride", "max", "max"], dense=64, pool_before_norm=True)
+    assert [p.shape for p in net.parameters()] == [p.shape for p in uncropped.parameters()]
+
+
 @pytest.mark.parametrize("build, message", [
     (lambda: nets.DNN(activation="swishy"), "unknown activation 'swishy'"),
     (lambda: nets.DNN(dropout=1.0), "dropout must be in \\[0, 1\\)"),
@@ -134,6 +161,9 @@ def test_pool_before_norm_normalizes_the_pooled_maps():
     (lambda: nets.CNN(kernel_size=[3, 5, 3]), "kernel_size lists 3 values for 2 blocks"),
     (lambda: nets.CNN(batch_norm=[True]), "batch_norm lists 1 values for 2 blocks"),
     (lambda: nets.CNN(pool="avg"), "pool must be one of max, stride"),
+    (lambda: nets.CNN(center_crop=0), "center_crop must be a side length from 1 to 28 pixels, got 0"),
+    (lambda: nets.CNN(center_crop=30), "center_crop must be a side length from 1 to 28 pixels, got 30"),
+    (lambda: nets.CNN(channels=(8, 8, 8, 8), center_crop=8), "4 blocks halve a 8-pixel input to nothing"),
 ])
 def test_bad_options(build, message):
     with pytest.raises(ConfigError, match=message):

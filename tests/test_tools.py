@@ -11,9 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
+from mnistlab import nets
 from mnistlab.checkpoints import load_model
 from mnistlab.datasets import load_split
-from mnistlab.export import max_difference, standalone_from_checkpoint
+from mnistlab.export import Standalone, export, max_difference, standalone_from_checkpoint
 from mnistlab.kernels import classic_kernels, filter_image
 from mnistlab.preprocess import to_mnist
 
@@ -181,3 +182,15 @@ def test_export_matches_pytorch_on_real_digits(fmt, real_checkpoint, mnist_root,
     for n in (1, 7, 300):  # dynamic batch size
         batch = images[:n, None].float() / 255
         assert max_difference(model, fmt, output, batch) < 1e-4
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_keeps_the_center_crop(fmt, tmp_path):
+    # the speedrun's network: the crop must survive tracing with a dynamic batch
+    net = nets.CNN(channels=(8, 16, 64), kernel_size=[5, 3, 3], batch_norm=[False, True, True],
+                   pool=["stride", "max", "max"], dense=64, pool_before_norm=True, center_crop=24)
+    model = Standalone(net, 0.1307, 0.3081).eval()
+    output = tmp_path / f"model.{fmt}"
+    export(model, fmt, output)
+    for n in (1, 9):
+        assert max_difference(model, fmt, output, torch.rand(n, 1, 28, 28)) < 1e-4

@@ -111,6 +111,24 @@ class DNN(nn.Module):
         return self.layers(x)
 
 
+class CenterCrop(nn.Module):
+    """The central ``side x side`` pixels of a 28x28 image.
+
+    Fixed offsets rather than torchvision's ``CenterCrop``: that one rounds the input's size at run time,
+    which ``torch.export`` (the ONNX exporter) cannot trace with a dynamic batch.
+    """
+
+    def __init__(self, side: int, image_side: int = 28) -> None:
+        super().__init__()
+        self.side, self.start = side, (image_side - side) // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., self.start:self.start + self.side, self.start:self.start + self.side]
+
+    def extra_repr(self) -> str:
+        return f"side={self.side}"
+
+
 def conv_block(cin: int, cout: int, kernel: int, batch_norm: bool, act: str, stride: int = 1) -> list[nn.Module]:
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=not batch_norm)]
     if batch_norm:
@@ -136,7 +154,9 @@ class CNN(nn.Module):
     ``pool="stride"`` halves a block's maps with a stride-2 last convolution instead of a 2x2 max-pool: a
     quarter of the convolution's work, and no full-size activation maps at all. ``pool_before_norm``
     max-pools straight after the convolution, so batch norm works on a quarter of the values (a different
-    network, not a reordering of the same one: the statistics are the pooled maps').
+    network, not a reordering of the same one: the statistics are the pooled maps'). ``center_crop=24``
+    keeps the central 24x24 pixels: MNIST centers each digit in a 20x20 box, so the 2-pixel border holds
+    0.2% of the training set's ink, and every map after it has about a quarter fewer positions.
     """
 
     def __init__(
@@ -152,9 +172,12 @@ class CNN(nn.Module):
         num_classes: int = 10,
         pool: str | Sequence[str] = "max",
         pool_before_norm: bool = False,
+        center_crop: int | None = None,
     ) -> None:
         super().__init__()
         check_dropout(dropout)
+        if center_crop is not None and not 1 <= center_crop <= 28:
+            raise ConfigError(f"model.net.center_crop must be a side length from 1 to 28 pixels, got {center_crop}")
         if not channels or len(channels) > 4:
             raise ConfigError(f"model.net.channels needs 1 to 4 blocks (28 px halves each time), got {list(channels)}")
         kernels = per_block("kernel_size", kernel_size, len(channels))
@@ -164,8 +187,8 @@ class CNN(nn.Module):
             raise ConfigError(f"model.net.kernel_size must be odd ('same' padding), got {kernel_size}")
         if any(p not in POOLS for p in pools):
             raise ConfigError(f"model.net.pool must be one of {', '.join(POOLS)} (or a list of them), got {pool}")
-        layers: list[nn.Module] = []
-        cin, size = 1, 28
+        layers: list[nn.Module] = [] if center_crop is None else [CenterCrop(center_crop)]
+        cin, size = 1, center_crop or 28
         for cout, kernel, norm, block_pool in zip(channels, kernels, norms, pools, strict=True):
             for i in range(convs_per_block):
                 stride = 2 if block_pool == "stride" and i == convs_per_block - 1 else 1
@@ -184,6 +207,8 @@ class CNN(nn.Module):
             else:
                 layers.append(nn.MaxPool2d(2))
             size //= 2
+        if size < 1:
+            raise ConfigError(f"model.net: {len(channels)} blocks halve a {center_crop or 28}-pixel input to nothing")
         self.features = nn.Sequential(*layers)
         head: list[nn.Module] = [nn.Flatten()]
         if dropout:
