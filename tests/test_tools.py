@@ -15,7 +15,8 @@ from mnistlab import nets
 from mnistlab.checkpoints import load_model
 from mnistlab.datasets import load_split
 from mnistlab.export import Standalone, export, max_difference, standalone_from_checkpoint
-from mnistlab.kernels import classic_kernels, filter_image
+from mnistlab.kernels import classic_kernels, filter_image, learned_panels
+from mnistlab.modules import CNNClassifier
 from mnistlab.preprocess import to_mnist
 
 from conftest import write_idx
@@ -159,6 +160,19 @@ def test_classic_kernels_do_what_they_say():
     assert sobel_x[5:23, 13:15].min() == 4.0 and sobel_y[5:23, 5:23].abs().max() == 0.0
     flat = torch.ones(28, 28)
     assert filter_image(flat, kernels["Laplacian"])[5:23, 5:23].abs().max() == 0.0
+
+
+def test_learned_feature_maps_are_what_the_network_computes():
+    # with a center crop first, the first convolution sees the cropped digit: 24 px, 12x12 maps at stride 2
+    module = CNNClassifier(net=dict(channels=[8, 16], kernel_size=[5, 3], pool=["stride", "max"],
+                                    center_crop=24), channels_last=True).eval()
+    image = torch.rand(28, 28)
+    kind, filters, maps = learned_panels(module, image, mean=0.5, std=0.25)
+    conv = module.net.features[1]
+    assert kind == "filters" and filters.shape == (8, 5, 5)
+    expected = conv(((image - 0.5) / 0.25)[None, None, 2:26, 2:26])[0]
+    assert maps.shape == (8, 12, 12)
+    torch.testing.assert_close(maps, expected)
 
 
 def test_kernels_figure_with_and_without_checkpoint(real_checkpoint, mnist_root, tmp_path):

@@ -71,10 +71,15 @@ def learned_panels(module, image: torch.Tensor, mean: float, std: float):
     """First-layer filters and what they make of the digit, or dense weights as 28x28 templates."""
     first = next(m for m in module.net.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
     if isinstance(first, nn.Conv2d):
-        with torch.no_grad():
-            maps = first(((image - mean) / std)[None, None].to(first.weight.dtype))[0]
-        filters = first.weight[:, 0]
-        return "filters", filters, maps
+        # the maps as the network computes them, after whatever comes first (a center crop)
+        captured = []
+        handle = first.register_forward_hook(lambda layer, inputs, output: captured.append(output[0]))
+        try:
+            with torch.no_grad():
+                module.net(((image - mean) / std)[None, None].to(first.weight.dtype))
+        finally:
+            handle.remove()
+        return "filters", first.weight[:, 0], captured[0]
     templates = first.weight[:16].reshape(-1, 28, 28)
     return "templates", templates, None
 
