@@ -120,10 +120,15 @@ def cli(*args, env=None):
                           env={**os.environ, **(env or {})}, timeout=300)
 
 
-def test_cli_bad_value_is_one_line_without_traceback(tmp_path):
-    result = cli("data.batch_size=0", f"hydra.run.dir={tmp_path / 'run'}")
+@pytest.mark.parametrize("override, message", [
+    ("data.batch_size=0", "data.batch_size must be > 0, got 0"),
+    # raised inside the network's constructor, which Hydra's instantiate wraps in its own exception
+    ("model.net.center_crop=30", "model.net.center_crop must be a side length from 1 to 28 pixels, got 30"),
+])
+def test_cli_bad_value_is_one_line_without_traceback(override, message, tmp_path):
+    result = cli(override, f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["error: data.batch_size must be > 0, got 0"]
+    assert result.stderr.strip().splitlines() == [f"error: {message}"]
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 

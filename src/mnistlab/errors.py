@@ -32,6 +32,19 @@ def debug_enabled() -> bool:
     return os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("MNISTLAB_DEBUG") == "1"
 
 
+def user_error(err: BaseException | None) -> MnistlabError | None:
+    """The MnistlabError behind ``err``: itself, or what a wrapper re-raised it from.
+
+    Hydra's ``instantiate`` wraps whatever a constructor raises in an ``InstantiationException``, so a
+    network's own check (``model.net.kernel_size must be odd``) arrives as that exception's cause.
+    """
+    while err is not None:
+        if isinstance(err, MnistlabError):
+            return err
+        err = err.__cause__
+    return None
+
+
 def report_errors(fn: Callable[..., T]) -> Callable[..., T]:
     """Turn MnistlabError into `error: ...` on stderr and exit code 2 (traceback only in debug mode)."""
 
@@ -39,10 +52,11 @@ def report_errors(fn: Callable[..., T]) -> Callable[..., T]:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except MnistlabError as err:
-            if debug_enabled():
+        except Exception as err:
+            cause = user_error(err)
+            if cause is None or debug_enabled():
                 raise
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {cause}", file=sys.stderr)
             raise SystemExit(2) from None
 
     return wrapper

@@ -25,7 +25,7 @@ from .callbacks import DeviceWarmup, SpeedMonitor
 from .checkpoints import load_checkpoint
 from .config import CONFIG_DIR, check_config, preflight_overrides, refuse_to_overwrite
 from .env import drop_failing_nvml_check, machine
-from .errors import MnistlabError, report_errors, silence_library_noise
+from .errors import report_errors, silence_library_noise, user_error
 from .reliability import check_resumable
 
 
@@ -72,6 +72,8 @@ def switched_off_defaults(callbacks: list, trainer_cfg: DictConfig) -> dict[str,
 
 def build(cfg: DictConfig, extra_callbacks: list | None = None, **trainer_overrides):
     """The DataModule, LightningModule and Trainer a composed config describes."""
+    # the model first: a network's own checks fail before the Trainer prints or creates anything
+    datamodule, model = build_datamodule(cfg), build_model(cfg)
     # extra callbacks (timers) first: their epoch-end hooks run before the configured callbacks' work
     callbacks = [*(extra_callbacks or []), *_instantiate_dict(cfg.get("callbacks"))]
     loggers = _instantiate_dict(cfg.get("logger"))
@@ -79,7 +81,7 @@ def build(cfg: DictConfig, extra_callbacks: list | None = None, **trainer_overri
                       **switched_off_defaults(callbacks, cfg.trainer), **trainer_overrides}
     trainer: pl.Trainer = instantiate(cfg.trainer, **trainer_kwargs)
     configure_device(cfg, trainer.strategy.root_device)
-    return build_datamodule(cfg), build_model(cfg), trainer
+    return datamodule, model, trainer
 
 
 def configure_device(cfg: DictConfig, device: torch.device) -> None:
@@ -169,7 +171,8 @@ def run_sweep_job(cfg: DictConfig) -> float:
     try:
         return run(cfg)
     except (Exception, SystemExit) as err:
-        message = str(err) if isinstance(err, MnistlabError) else f"{type(err).__name__}: {err}"
+        cause = user_error(err)
+        message = str(cause) if cause is not None else f"{type(err).__name__}: {err}"
         if isinstance(err, SystemExit) and err.code == 143:
             raise
         print(f"error: job {run_dir.name} failed: {message}", file=sys.stderr)
