@@ -163,6 +163,11 @@ def test_center_crop_sees_only_the_central_pixels():
     (lambda: nets.CNN(pool="avg"), "pool must be one of max, stride"),
     (lambda: nets.CNN(center_crop=0), "center_crop must be a side length from 1 to 28 pixels, got 0"),
     (lambda: nets.CNN(center_crop=30), "center_crop must be a side length from 1 to 28 pixels, got 30"),
+    (lambda: nets.CNN(pool_before_norm="ture"), "pool_before_norm must be true or false, got 'ture'"),
+    (lambda: nets.CNN(batch_norm=[True, "no"]), "batch_norm must be true or false, got 'no'"),
+    (lambda: nets.DNN(batch_norm=1), "batch_norm must be true or false, got 1"),
+    (lambda: nets.LeNet5(batch_norm="yes"), "batch_norm must be true or false, got 'yes'"),
+    (lambda: nets.CNN(center_crop=24.5), "center_crop must be a side length from 1 to 28 pixels, got 24.5"),
     (lambda: nets.CNN(channels=(8, 8, 8, 8), center_crop=8), "4 blocks halve a 8-pixel input to nothing"),
 ])
 def test_bad_options(build, message):

@@ -40,6 +40,13 @@ def check_dropout(dropout: float) -> float:
     return dropout
 
 
+def check_switch(name: str, value: Any) -> bool:
+    # Hydra passes a mistyped `true` on as a string, which Python would take as true
+    if not isinstance(value, bool):
+        raise ConfigError(f"model.net.{name} must be true or false, got {value!r}")
+    return value
+
+
 def init_weights(module: nn.Module, scheme: str) -> None:
     """Initialize Linear/Conv weights; biases start at zero for every non-default scheme.
 
@@ -91,6 +98,7 @@ class DNN(nn.Module):
     ) -> None:
         super().__init__()
         check_dropout(dropout)
+        check_switch("batch_norm", batch_norm)
         if any(int(h) <= 0 for h in hidden):
             raise ConfigError(f"model.net.hidden sizes must be > 0, got {list(hidden)}")
         layers: list[nn.Module] = [nn.Flatten()]
@@ -155,8 +163,9 @@ class CNN(nn.Module):
     quarter of the convolution's work, and no full-size activation maps at all. ``pool_before_norm``
     max-pools straight after the convolution, so batch norm works on a quarter of the values (a different
     network, not a reordering of the same one: the statistics are the pooled maps'). ``center_crop=24``
-    keeps the central 24x24 pixels: MNIST centers each digit in a 20x20 box, so the 2-pixel border holds
-    0.2% of the training set's ink, and every map after it has about a quarter fewer positions.
+    keeps the central 24x24 pixels: MNIST's digits were scaled into a 20x20 box and centred by mass, so
+    the 2-pixel border holds 0.2% of the training set's ink, and every map after it has about a quarter
+    fewer positions.
     """
 
     def __init__(
@@ -176,12 +185,13 @@ class CNN(nn.Module):
     ) -> None:
         super().__init__()
         check_dropout(dropout)
-        if center_crop is not None and not 1 <= center_crop <= 28:
+        if center_crop is not None and (not isinstance(center_crop, int) or not 1 <= center_crop <= 28):
             raise ConfigError(f"model.net.center_crop must be a side length from 1 to 28 pixels, got {center_crop}")
         if not channels or len(channels) > 4:
             raise ConfigError(f"model.net.channels needs 1 to 4 blocks (28 px halves each time), got {list(channels)}")
         kernels = per_block("kernel_size", kernel_size, len(channels))
-        norms = per_block("batch_norm", batch_norm, len(channels))
+        norms = [check_switch("batch_norm", norm) for norm in per_block("batch_norm", batch_norm, len(channels))]
+        check_switch("pool_before_norm", pool_before_norm)
         pools = per_block("pool", pool, len(channels))
         if any(k % 2 == 0 or k < 1 for k in kernels):
             raise ConfigError(f"model.net.kernel_size must be odd ('same' padding), got {kernel_size}")
@@ -237,6 +247,7 @@ class LeNet5(nn.Module):
     ) -> None:
         super().__init__()
         check_dropout(dropout)
+        check_switch("batch_norm", batch_norm)
         self.features = nn.Sequential(
             *conv_block(1, 6, 5, batch_norm, activation),  # 28x28, padded like the 32x32 original input
             nn.MaxPool2d(2),
