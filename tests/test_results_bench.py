@@ -145,7 +145,8 @@ def test_speedrun_times_each_seed_against_its_reference(synthetic_root, tmp_path
     readme.write_text("<!-- speedrun:start -->\nold\n<!-- speedrun:end -->\n")
     runs = tmp_path / "runs"
     result = subprocess.run([sys.executable, "-m", "mnistlab.speedrun", "seeds=[0,1]", f"overrides={quoted}",
-                             f"runs_dir={runs}", "target_accuracy=0.5", "readme=true", f"readme_path={readme}"],
+                             "recipe_overrides=['trainer.max_steps=12']", f"runs_dir={runs}", "target_accuracy=0.5",
+                             "readme=true", f"readme_path={readme}"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     (folder,) = runs.iterdir()  # one fresh folder per call
@@ -153,9 +154,9 @@ def test_speedrun_times_each_seed_against_its_reference(synthetic_root, tmp_path
     assert summary == json.loads(result.stdout.strip().splitlines()[-1])
     metrics = {name: [json.loads((folder / name / f"seed_{s}" / "metrics.json").read_text()) for s in (0, 1)]
                for name in ("reference", "speedrun")}
-    # the speedrun's one epoch of 594 synthetic training images at batch 32
-    assert [(m["epochs"], m["global_step"]) for m in metrics["speedrun"]] == [(1, 19), (1, 19)]
-    assert [m["epochs"] for m in metrics["reference"]] == [1, 1]  # the reference's one epoch
+    # recipe_overrides cut the speedrun to 12 of its 19 steps (594 synthetic training images at batch 32)...
+    assert [m["global_step"] for m in metrics["speedrun"]] == [12, 12]
+    assert [m["epochs"] for m in metrics["reference"]] == [1, 1]  # ...and left the reference's one epoch
     for name in ("reference", "speedrun"):  # the overrides reached both runs
         assert "- trainer=cpu" in (folder / name / "seed_0" / ".hydra" / "overrides.yaml").read_text()
     pairs = zip(metrics["speedrun"], metrics["reference"], strict=True)
@@ -166,7 +167,7 @@ def test_speedrun_times_each_seed_against_its_reference(synthetic_root, tmp_path
     assert summary["speedrun_accuracy"] == pytest.approx(accuracy)
     assert summary["accuracy_met"] == (accuracy >= 0.5)
     table = (folder / "speedrun.md").read_text()
-    row = next(line for line in table.splitlines() if line.startswith("| `speedrun`"))
+    row = next(line for line in table.splitlines() if line.startswith("| `speedrun` `trainer.max_steps=12` |"))
     assert " / ".join(f"{m['test/acc'] * 100:.2f}" for m in metrics["speedrun"]) in row
     assert f"median **{statistics.median(ratios):.2f}**" in table
     assert "old" not in readme.read_text() and table in readme.read_text()

@@ -40,13 +40,14 @@ def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
         raise ConfigError(f"target_ratio must be > 0 and target_accuracy in (0, 1], got "
                           f"{cfg.target_ratio} and {cfg.target_accuracy}")
     overrides = list(cfg.overrides)
-    reference_overrides = [f"trainer={trainer_choice(cfg.recipe, overrides)}", *overrides,
+    recipe_overrides = [*overrides, *cfg.recipe_overrides]
+    reference_overrides = [f"trainer={trainer_choice(cfg.recipe, recipe_overrides)}", *overrides,
                            *cfg.reference_overrides]
     runs: dict[str, list[dict[str, Any]]] = {"reference": [], "speedrun": []}
     for seed in seeds:
         runs["reference"].append(run_one(cfg.reference, seed, reference_overrides,
                                          folder / "reference" / f"seed_{seed}"))
-        runs["speedrun"].append(run_one(cfg.recipe, seed, overrides, folder / "speedrun" / f"seed_{seed}"))
+        runs["speedrun"].append(run_one(cfg.recipe, seed, recipe_overrides, folder / "speedrun" / f"seed_{seed}"))
     ratios = [s["fit_seconds"] / r["fit_seconds"] for s, r in zip(runs["speedrun"], runs["reference"], strict=True)]
     accuracy = statistics.fmean(r["test/acc"] for r in runs["speedrun"])
     median_ratio = statistics.median(ratios)
@@ -71,7 +72,8 @@ def markdown(cfg: DictConfig, summary: dict[str, Any]) -> str:
     reference = f"`{cfg.reference}` {' '.join(f'`{o}`' for o in cfg.reference_overrides)} (reference)"
     lines = ["| run | test accuracy % (mean) | per seed | fit s (median) | per seed | training img/s (median) |",
              "|---|---:|---|---:|---|---:|"]
-    for name, label in (("speedrun", f"`{cfg.recipe}`"), ("reference", reference)):
+    recipe = " ".join(f"`{o}`" for o in [cfg.recipe, *cfg.recipe_overrides])
+    for name, label in (("speedrun", recipe), ("reference", reference)):
         rs = summary["runs"][name]
         accs = [r["test/acc"] * 100 for r in rs]
         fits = [r["fit_seconds"] for r in rs]
