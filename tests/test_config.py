@@ -99,11 +99,20 @@ def test_tools_share_one_hydra_block_that_writes_nothing_of_its_own():
     ("trainer.max_epochs=0", "trainer.max_epochs must be > 0"),
     ("augment.hflip=2", "augment.hflip is a probability"),
     ("augment.rotation=-3", "augment.rotation must be >= 0"),
+    ("augment.rotation=abc", "augment.rotation must be a number, got 'abc'"),
+    ("+trainer.max_steps=0", "trainer.max_steps must be > 0 (or -1 for no limit), got 0"),
+    ("scheduler=onecycle scheduler.scheduler.max_lr_factor=-1", "scheduler.scheduler.max_lr_factor must be > 0"),
+    ("scheduler=onecycle scheduler.scheduler.pct_start=1", "scheduler.scheduler.pct_start must be in (0, 1)"),
+    ("scheduler=cosine scheduler.scheduler.min_ratio=2", "scheduler.scheduler.min_ratio must be in [0, 1]"),
+    ("scheduler=cosine scheduler.scheduler.warmup_steps=-1", "scheduler.scheduler.warmup_steps must be >= 0"),
+    ("scheduler=exponential scheduler.scheduler.decay_rate=0", "scheduler.scheduler.decay_rate must be > 0"),
+    ("scheduler=step scheduler.scheduler.gamma=0", "scheduler.scheduler.gamma must be > 0"),
+    ("scheduler=plateau scheduler.scheduler.factor=1.5", "scheduler.scheduler.factor must be in (0, 1)"),
     ("data.batch_size=abc", "data.batch_size must be a number, got 'abc'"),
     ("float32_matmul_precision=tf32", "float32_matmul_precision must be highest, high or medium, got 'tf32'"),
 ])
 def test_impossible_values_are_refused(override, message):
-    cfg = compose([override])
+    cfg = compose(override.split())
     with pytest.raises(ConfigError) as err:
         check_config(cfg)
     assert str(err.value) == message or str(err.value).startswith(message)

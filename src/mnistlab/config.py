@@ -99,9 +99,23 @@ def check_config(cfg: DictConfig) -> None:
         ("regularization.l1", lambda v: v >= 0, "must be >= 0"),
         ("regularization.l2", lambda v: v >= 0, "must be >= 0"),
         ("trainer.max_epochs", lambda v: v == -1 or v > 0, "must be > 0 (or -1 for no limit)"),
+        ("trainer.max_steps", lambda v: v == -1 or v > 0, "must be > 0 (or -1 for no limit)"),
         ("trainer.gradient_clip_val", lambda v: v > 0, "must be > 0 (or null for no clipping)"),
+        *((f"augment.{key}", lambda v: v >= 0, "must be >= 0")
+          for key in ("rotation", "shift", "scale", "brightness", "contrast")),
         ("augment.hflip", lambda v: 0 <= v <= 1, "is a probability and must be in [0, 1]"),
         ("augment.vflip", lambda v: 0 <= v <= 1, "is a probability and must be in [0, 1]"),
+        # schedules: torch's own checks fail mid-fit with a traceback, a negative peak would climb the loss
+        ("scheduler.scheduler.max_lr_factor", lambda v: v > 0, "must be > 0"),
+        ("scheduler.scheduler.pct_start", lambda v: 0 < v < 1, "must be in (0, 1)"),
+        ("scheduler.scheduler.warmup_steps", lambda v: v >= 0, "must be >= 0"),
+        ("scheduler.scheduler.min_ratio", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+        ("scheduler.scheduler.decay_steps", lambda v: v > 0, "must be > 0"),
+        ("scheduler.scheduler.decay_rate", lambda v: v > 0, "must be > 0"),
+        ("scheduler.scheduler.step_size", lambda v: v > 0, "must be > 0"),
+        ("scheduler.scheduler.gamma", lambda v: v > 0, "must be > 0"),
+        ("scheduler.scheduler.factor", lambda v: 0 < v < 1, "must be in (0, 1)"),
+        ("scheduler.scheduler.patience", lambda v: v >= 0, "must be >= 0"),
     ]
     for key, ok, rule in checks:
         value = _number(cfg, key)
@@ -115,10 +129,6 @@ def check_config(cfg: DictConfig) -> None:
     precision = cfg.get("float32_matmul_precision")
     if precision not in (None, "highest", "high", "medium"):
         raise ConfigError(f"float32_matmul_precision must be highest, high or medium, got {precision!r}")
-    for key in ("rotation", "shift", "scale", "brightness", "contrast"):
-        value = _number(cfg, f"augment.{key}")
-        if value is not None and value < 0:
-            raise ConfigError(f"augment.{key} must be >= 0, got {value}")
 
 
 def output_path(path: str | None, overwrite: bool) -> Path | None:

@@ -40,6 +40,10 @@ def check_dropout(dropout: float) -> float:
     return dropout
 
 
+def is_size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def check_switch(name: str, value: Any) -> bool:
     # Hydra passes a mistyped `true` on as a string, which Python would take as true
     if not isinstance(value, bool):
@@ -99,8 +103,8 @@ class DNN(nn.Module):
         super().__init__()
         check_dropout(dropout)
         check_switch("batch_norm", batch_norm)
-        if any(int(h) <= 0 for h in hidden):
-            raise ConfigError(f"model.net.hidden sizes must be > 0, got {list(hidden)}")
+        if not all(is_size(h) for h in hidden):
+            raise ConfigError(f"model.net.hidden sizes must be whole numbers > 0, got {list(hidden)}")
         layers: list[nn.Module] = [nn.Flatten()]
         width = 28 * 28
         for size in hidden:
@@ -189,6 +193,9 @@ class CNN(nn.Module):
             raise ConfigError(f"model.net.center_crop must be a side length from 1 to 28 pixels, got {center_crop}")
         if not channels or len(channels) > 4:
             raise ConfigError(f"model.net.channels needs 1 to 4 blocks (28 px halves each time), got {list(channels)}")
+        if not all(is_size(c) for c in channels) or not is_size(dense) or not is_size(convs_per_block):
+            raise ConfigError(f"model.net.channels, dense and convs_per_block must be whole numbers > 0, got "
+                              f"{list(channels)}, {dense!r} and {convs_per_block!r}")
         kernels = per_block("kernel_size", kernel_size, len(channels))
         norms = [check_switch("batch_norm", norm) for norm in per_block("batch_norm", batch_norm, len(channels))]
         check_switch("pool_before_norm", pool_before_norm)
