@@ -50,6 +50,12 @@ def test_label_smoothing_softens_training_targets_only():
         SoftmaxClassifier(optimizer=SGD, regularization={"label_smoothing": 1.5})
 
 
+def test_optimizer_arguments_torch_refuses_are_config_errors():
+    module = SoftmaxClassifier(optimizer={"_target_": "torch.optim.Adam", "lr": 0.001, "eps": -1.0})
+    with pytest.raises(ConfigError, match=r"^optimizer: Invalid epsilon value: -1\.0$"):
+        module.build_optimizer()
+
+
 def test_regularization_dropout_sets_the_model_rate():
     module = LeNet5Classifier(optimizer=SGD, regularization={"dropout": 0.4})
     assert {m.p for m in module.modules() if isinstance(m, torch.nn.Dropout)} == {0.4}

@@ -121,6 +121,17 @@ def cli(*args, env=None):
 
 
 @pytest.mark.parametrize("override, message", [
+    ("trainer.precision=bogus", "trainer: Precision 'bogus' is invalid. Allowed precision values: "),
+    ("trainer.devices=0", "trainer: "),
+])
+def test_arguments_lightning_refuses_are_config_errors(override, message, tmp_path):
+    cfg = compose([override, "trainer.accelerator=cpu"], output_dir=tmp_path)
+    with pytest.raises(ConfigError) as err:
+        build(cfg)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("override, message", [
     ("data.batch_size=0", "data.batch_size must be > 0, got 0"),
     # raised inside the network's constructor, which Hydra's instantiate wraps in its own exception
     ("model.net.center_crop=30", "model.net.center_crop must be a side length from 1 to 28 pixels, got 30"),

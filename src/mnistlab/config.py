@@ -85,6 +85,11 @@ def check_device(cfg: DictConfig) -> None:
                           "support; use trainer.precision=16-mixed or 32-true")
 
 
+WHOLE_NUMBERS = {"data.batch_size", "data.eval_batch_size", "trainer.max_epochs", "trainer.max_steps",
+                 "scheduler.scheduler.warmup_steps", "scheduler.scheduler.decay_steps",
+                 "scheduler.scheduler.step_size", "scheduler.scheduler.patience"}
+
+
 def check_config(cfg: DictConfig) -> None:
     """Refuse impossible values before any data is loaded or file written (one clear line each)."""
     checks = [
@@ -123,8 +128,16 @@ def check_config(cfg: DictConfig) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a number, got {value!r}")
+        if key in WHOLE_NUMBERS and not isinstance(value, int):
+            raise ConfigError(f"{key} must be a whole number, got {value}")
         if not ok(value):
             raise ConfigError(f"{key} {rule}, got {value}")
+    seed = cfg.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError(f"seed must be a whole number, got {seed!r}")
+    betas = _number(cfg, "optimizer.betas")
+    if betas is not None and (len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)):
+        raise ConfigError(f"optimizer.betas must be two numbers in [0, 1), got {list(betas)}")
     check_device(cfg)
     precision = cfg.get("float32_matmul_precision")
     if precision not in (None, "highest", "high", "medium"):

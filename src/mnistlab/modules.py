@@ -217,7 +217,10 @@ class ClassifierModule(pl.LightningModule):
             # Lightning's mixed-precision plugin refuses to clip the gradients of fused optimizers
             # (they unscale inside step()); without clipping, fused runs under autocast as well.
             spec["fused"] = None
-        return instantiate(spec, _partial_=True)(params=self.parameters() if params is None else params)
+        try:
+            return instantiate(spec, _partial_=True)(params=self.parameters() if params is None else params)
+        except ValueError as err:  # torch's own argument checks: "Invalid epsilon value: -1"
+            raise ConfigError(f"optimizer: {err}") from None
 
     def configure_optimizers(self):
         optimizer = self.build_optimizer()

@@ -200,8 +200,8 @@ class CNN(nn.Module):
         norms = [check_switch("batch_norm", norm) for norm in per_block("batch_norm", batch_norm, len(channels))]
         check_switch("pool_before_norm", pool_before_norm)
         pools = per_block("pool", pool, len(channels))
-        if any(k % 2 == 0 or k < 1 for k in kernels):
-            raise ConfigError(f"model.net.kernel_size must be odd ('same' padding), got {kernel_size}")
+        if not all(is_size(k) and k % 2 == 1 for k in kernels):
+            raise ConfigError(f"model.net.kernel_size must be odd whole numbers ('same' padding), got {kernel_size}")
         if any(p not in POOLS for p in pools):
             raise ConfigError(f"model.net.pool must be one of {', '.join(POOLS)} (or a list of them), got {pool}")
         layers: list[nn.Module] = [] if center_crop is None else [CenterCrop(center_crop)]

@@ -12,12 +12,13 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, ModelSummary, ProgressBar
 from pytorch_lightning.utilities import rank_zero_only
-from pytorch_lightning.utilities.exceptions import SIGTERMException
+from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 from rich.console import Console
 from rich.table import Table
 
@@ -25,7 +26,7 @@ from .callbacks import DeviceWarmup, SpeedMonitor
 from .checkpoints import load_checkpoint
 from .config import CONFIG_DIR, check_config, preflight_overrides, refuse_to_overwrite
 from .env import drop_failing_nvml_check, machine
-from .errors import report_errors, silence_library_noise, user_error
+from .errors import ConfigError, report_errors, silence_library_noise, user_error
 from .reliability import check_resumable
 
 
@@ -79,7 +80,13 @@ def build(cfg: DictConfig, extra_callbacks: list | None = None, **trainer_overri
     loggers = _instantiate_dict(cfg.get("logger"))
     trainer_kwargs = {"callbacks": callbacks, "logger": loggers or False,
                       **switched_off_defaults(callbacks, cfg.trainer), **trainer_overrides}
-    trainer: pl.Trainer = instantiate(cfg.trainer, **trainer_kwargs)
+    try:
+        trainer: pl.Trainer = instantiate(cfg.trainer, **trainer_kwargs)
+    except InstantiationException as err:
+        # Lightning checks its arguments itself (precision, accelerator, devices): its message is the line
+        if isinstance(err.__cause__, (ValueError, MisconfigurationException, ModuleNotFoundError)):
+            raise ConfigError(f"trainer: {err.__cause__}") from None
+        raise
     configure_device(cfg, trainer.strategy.root_device)
     return datamodule, model, trainer
 
