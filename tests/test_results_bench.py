@@ -97,6 +97,8 @@ def test_bench_reports_every_variant(mnist_root, tmp_path):
     (["--overrides", "data.batch_size=0"], "error: data.batch_size must be > 0, got 0"),
     (["--overrides", "data.foo=1"], "error: data.foo: no such config key (to add a new key write +data.foo=...)"),
     (["--rounds", "0"], "error: --rounds must be >= 1, got 0"),
+    (["--steps", "-3"], "error: --steps must be >= 1, got -3"),
+    (["--warmup", "-1"], "error: --warmup must be >= 0, got -1"),
     pytest.param(["--device", "gpu"], "error: --device gpu: PyTorch sees no CUDA GPU here; use --device auto or cpu",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
 ])

@@ -39,6 +39,19 @@ def tool(name, *args, env_dir=None):
                           text=True, env=env, timeout=300)
 
 
+@pytest.mark.parametrize("args, message", [
+    ([], "ckpt_path is required: python -m mnistlab.evaluate ckpt_path=..."),
+    (["ckpt_path=x.ckpt", "split=val"],
+     "split: no such setting of mnistlab.evaluate; it has ckpt_path, dataset, data_dir, batch_size, num_worst, "
+     "accelerator"),
+])
+def test_tool_settings_missing_or_unknown_are_one_line(args, message, tmp_path):
+    result = tool("evaluate", *args, f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {message}"]
+    assert not any(tmp_path.iterdir())  # refused before Hydra made anything
+
+
 def test_evaluate_writes_metrics_and_pictures(real_checkpoint, mnist_root, tmp_path):
     result = tool("evaluate", f"ckpt_path={real_checkpoint}", f"hydra.run.dir={tmp_path}", env_dir=mnist_root)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -211,8 +211,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result.update(peak_memory_mb())
         print(json.dumps(result))
         return result
-    if args.rounds < 1:
-        raise ConfigError(f"--rounds must be >= 1, got {args.rounds}")
+    limits = (("--rounds", args.rounds, 1), ("--steps", args.steps, 1), ("--warmup", args.warmup, 0))
+    for flag, value, minimum in limits:
+        if value is not None and value < minimum:  # a negative step count would time forever
+            raise ConfigError(f"{flag} must be >= {minimum}, got {value}")
     if args.device == "gpu" and not torch.cuda.is_available():
         raise ConfigError("--device gpu: PyTorch sees no CUDA GPU here; use --device auto or cpu")
     # Every model's config is composed and checked here, so a bad override is one line, not a child's crash.

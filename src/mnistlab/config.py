@@ -49,15 +49,16 @@ def compose(overrides: Sequence[str] = (), config_name: str = "train", output_di
     return cfg
 
 
-def _compose_or_config_error(overrides: Sequence[str], output_dir: str | None = None) -> DictConfig:
+def _compose_or_config_error(overrides: Sequence[str], output_dir: str | None = None,
+                             config_name: str = "train") -> DictConfig:
     """``compose``, with Hydra's and OmegaConf's multi-line composition errors as one ``ConfigError`` line."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        return compose(overrides, output_dir=output_dir)
+        return compose(overrides, config_name=config_name, output_dir=output_dir)
     except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError(_one_line(err)) from err
+        raise ConfigError(_one_line(err, config_name)) from err
 
 
 def compose_checked(overrides: Sequence[str] = (), output_dir: str | None = None) -> DictConfig:
@@ -210,7 +211,19 @@ class PreflightCheck(Callback):
             raise SystemExit(2) from None
 
 
-def _one_line(err: Exception) -> str:
+def tool_settings(config_name: str) -> list[str]:
+    """The settings a tool's config file declares (``ckpt_path``, ``output``, ...)."""
+    return [key for key in OmegaConf.load(Path(CONFIG_DIR) / f"{config_name}.yaml") if key not in ("defaults", "hydra")]
+
+
+def check_required(cfg: DictConfig, config_name: str) -> None:
+    """A tool's ``???`` settings must be given: one line naming the first missing one."""
+    for key in tool_settings(config_name):
+        if OmegaConf.is_missing(cfg, key):
+            raise ConfigError(f"{key} is required: python -m mnistlab.{config_name} {key}=...")
+
+
+def _one_line(err: Exception, config_name: str = "train") -> str:
     """Hydra's multi-line composition errors, as one line naming the bad option or key."""
     import re
 
@@ -223,12 +236,15 @@ def _one_line(err: Exception) -> str:
         hint = f"; choose one of {', '.join(choices)}" if choices else ""
         return f"{group}={option}: no such option{hint}"
     unknown = re.search(r"Could not override '([^']+)'", text)
+    if unknown and config_name != "train":  # a tool reads only its own settings: a new key would do nothing
+        return (f"{unknown.group(1)}: no such setting of mnistlab.{config_name}; it has "
+                f"{', '.join(tool_settings(config_name))}")
     if unknown:
         return f"{unknown.group(1)}: no such config key (to add a new key write +{unknown.group(1)}=...)"
     return text.splitlines()[0]
 
 
-def preflight_overrides(argv: Sequence[str]) -> None:
+def preflight_overrides(argv: Sequence[str], config_name: str = "train") -> None:
     """Compose the command line once before Hydra does, so a typo costs one clear line and writes nothing.
 
     Sweeps (``-m``) are left to Hydra: their values are lists that only the sweeper expands.
@@ -237,7 +253,9 @@ def preflight_overrides(argv: Sequence[str]) -> None:
         return
     overrides = [a for a in argv if not a.startswith("hydra")]
     try:
-        _compose_or_config_error(overrides)
+        cfg = _compose_or_config_error(overrides, config_name=config_name)
+        if config_name != "train":
+            check_required(cfg, config_name)
     except ConfigError as err:
         if debug_enabled():  # the traceback shows Hydra's own error as the cause
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from torchmetrics.functional.classification import (
 )
 
 from .checkpoints import datamodule_for, load_model
-from .config import CONFIG_DIR
+from .config import CONFIG_DIR, preflight_overrides
 from .errors import report_errors
 from .plots import confusion_figure, digits_figure, save
 from .train import write_json
@@ -111,4 +112,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    preflight_overrides(sys.argv[1:], "evaluate")
     main()

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from .checkpoints import datamodule_for, load_model, normalization_of
-from .config import CONFIG_DIR, output_path
+from .config import CONFIG_DIR, output_path, preflight_overrides
 from .errors import ConfigError, report_errors
 
 FORMATS = ("onnx", "torchscript")
@@ -95,4 +95,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    preflight_overrides(sys.argv[1:], "export")
     main()

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from .checkpoints import dataset_of, load_model, normalization_of
-from .config import CONFIG_DIR, output_path
+from .config import CONFIG_DIR, output_path, preflight_overrides
 from .datasets import dataset_info, load_split
 from .errors import ConfigError, report_errors
 from .plots import save
@@ -138,4 +138,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    preflight_overrides(sys.argv[1:], "kernels")
     main()

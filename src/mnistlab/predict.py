@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig
 
 from .checkpoints import dataset_of, load_model, normalization_of
-from .config import CONFIG_DIR, output_path
+from .config import CONFIG_DIR, output_path, preflight_overrides
 from .datasets import dataset_info
 from .errors import ConfigError, DataError, report_errors
 from .idx import read_idx
@@ -139,4 +139,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    preflight_overrides(sys.argv[1:], "predict")
     main()

@@ -24,7 +24,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from .config import CONFIG_DIR
+from .config import CONFIG_DIR, preflight_overrides
 from .env import machine
 from .errors import ConfigError, MnistlabError, report_errors
 
@@ -194,4 +194,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    preflight_overrides(sys.argv[1:], "results")
     main()

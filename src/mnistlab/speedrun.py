@@ -19,7 +19,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from .config import CONFIG_DIR, compose
+from .config import CONFIG_DIR, compose, preflight_overrides
 from .env import machine
 from .errors import ConfigError, report_errors
 from .results import check_experiments, publish, run_one
@@ -111,4 +111,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    preflight_overrides(sys.argv[1:], "speedrun")
     main()
