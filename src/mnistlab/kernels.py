@@ -20,6 +20,7 @@ from .checkpoints import dataset_of, load_model, normalization_of
 from .config import CONFIG_DIR, output_path, preflight_overrides
 from .datasets import dataset_info, load_split
 from .errors import ConfigError, report_errors
+from .nets import layer_io
 from .plots import save
 
 
@@ -72,14 +73,9 @@ def learned_panels(module, image: torch.Tensor, mean: float, std: float):
     first = next(m for m in module.net.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
     if isinstance(first, nn.Conv2d):
         # the maps as the network computes them, after whatever comes first (a center crop)
-        captured = []
-        handle = first.register_forward_hook(lambda layer, inputs, output: captured.append(output[0]))
-        try:
-            with torch.no_grad():
-                module.net(((image - mean) / std)[None, None].to(first.weight.dtype))
-        finally:
-            handle.remove()
-        return "filters", first.weight[:, 0], captured[0]
+        with torch.no_grad():
+            _, maps = layer_io(module.net, first, ((image - mean) / std)[None, None].to(first.weight.dtype))
+        return "filters", first.weight[:, 0], maps[0]
     templates = first.weight[:16].reshape(-1, 28, 28)
     return "templates", templates, None
 

@@ -106,13 +106,8 @@ class ClassifierModule(pl.LightningModule):
     def penultimate(self, x: torch.Tensor) -> torch.Tensor:
         """Features entering the last linear layer (what the classifier separates), ``[N, D]``."""
         last = [m for m in self.net.modules() if isinstance(m, nn.Linear)][-1]
-        captured = []
-        handle = last.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
-        try:
-            self.net(x.contiguous(memory_format=self.memory_format))  # hooks do not fire in a compiled graph
-        finally:
-            handle.remove()
-        return captured[0].flatten(1)
+        features, _ = nets.layer_io(self.net, last, x.contiguous(memory_format=self.memory_format))
+        return features.flatten(1)
 
     def setup(self, stage: str) -> None:
         if self.hparams.compile and self._compiled_net is None:

@@ -51,6 +51,17 @@ def check_switch(name: str, value: Any) -> bool:
     return value
 
 
+def layer_io(net: nn.Module, layer: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What ``layer`` receives and returns while ``net`` runs on ``x``, with whatever comes before it."""
+    captured = []
+    handle = layer.register_forward_hook(lambda module, inputs, output: captured.append((inputs[0], output)))
+    try:
+        net(x)  # a plain module: hooks do not fire inside a compiled graph
+    finally:
+        handle.remove()
+    return captured[0]
+
+
 def init_weights(module: nn.Module, scheme: str) -> None:
     """Initialize Linear/Conv weights; biases start at zero for every non-default scheme.
 
