@@ -7,6 +7,8 @@ from torch import nn
 from mnistlab import nets
 from mnistlab.errors import ConfigError
 
+from helpers import SPEEDRUN_NET
+
 
 def count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
@@ -125,8 +127,7 @@ def test_pool_before_norm_normalizes_the_pooled_maps():
 
 
 def test_center_crop_sees_only_the_central_pixels():
-    net = nets.CNN(channels=(8, 16, 64), kernel_size=[5, 3, 3], batch_norm=[False, True, True],
-                   pool=["stride", "max", "max"], dense=64, pool_before_norm=True, center_crop=24).eval()
+    net = nets.CNN(**SPEEDRUN_NET, pool_before_norm=True, center_crop=24).eval()
     sizes = []
     for m in net.features:
         if isinstance(m, nn.Conv2d):
@@ -146,8 +147,7 @@ def test_center_crop_sees_only_the_central_pixels():
     inner[..., 25, 25] -= 9.0
     assert not torch.allclose(net(inner), out)  # ...its first row and column inside are not
     # the same parameters as the uncropped network: only the maps shrink
-    uncropped = nets.CNN(channels=(8, 16, 64), kernel_size=[5, 3, 3], batch_norm=[False, True, True],
-                         pool=["stride", "max", "max"], dense=64, pool_before_norm=True)
+    uncropped = nets.CNN(**SPEEDRUN_NET, pool_before_norm=True)
     assert [p.shape for p in net.parameters()] == [p.shape for p in uncropped.parameters()]
 
 
@@ -170,6 +170,7 @@ def test_center_crop_sees_only_the_central_pixels():
     (lambda: nets.CNN(batch_norm=[True, "no"]), "batch_norm must be true or false, got 'no'"),
     (lambda: nets.DNN(batch_norm=1), "batch_norm must be true or false, got 1"),
     (lambda: nets.LeNet5(batch_norm="yes"), "batch_norm must be true or false, got 'yes'"),
+    (lambda: nets.CNN(center_crop=True), "center_crop must be a side length from 1 to 28 pixels, got True"),
     (lambda: nets.CNN(center_crop=24.5), "center_crop must be a side length from 1 to 28 pixels, got 24.5"),
     (lambda: nets.CNN(channels=(8, 8, 8, 8), center_crop=8), "4 blocks halve a 8-pixel input to nothing"),
 ])

@@ -200,7 +200,7 @@ class CNN(nn.Module):
     ) -> None:
         super().__init__()
         check_dropout(dropout)
-        if center_crop is not None and (not isinstance(center_crop, int) or not 1 <= center_crop <= 28):
+        if center_crop is not None and not (is_size(center_crop) and center_crop <= 28):
             raise ConfigError(f"model.net.center_crop must be a side length from 1 to 28 pixels, got {center_crop}")
         if not channels or len(channels) > 4:
             raise ConfigError(f"model.net.channels needs 1 to 4 blocks (28 px halves each time), got {list(channels)}")
@@ -216,7 +216,8 @@ class CNN(nn.Module):
         if any(p not in POOLS for p in pools):
             raise ConfigError(f"model.net.pool must be one of {', '.join(POOLS)} (or a list of them), got {pool}")
         layers: list[nn.Module] = [] if center_crop is None else [CenterCrop(center_crop)]
-        cin, size = 1, center_crop or 28
+        input_side = center_crop or 28
+        cin, size = 1, input_side
         for cout, kernel, norm, block_pool in zip(channels, kernels, norms, pools, strict=True):
             for i in range(convs_per_block):
                 stride = 2 if block_pool == "stride" and i == convs_per_block - 1 else 1
@@ -236,7 +237,7 @@ class CNN(nn.Module):
                 layers.append(nn.MaxPool2d(2))
             size //= 2
         if size < 1:
-            raise ConfigError(f"model.net: {len(channels)} blocks halve a {center_crop or 28}-pixel input to nothing")
+            raise ConfigError(f"model.net: {len(channels)} blocks halve a {input_side}-pixel input to nothing")
         self.features = nn.Sequential(*layers)
         head: list[nn.Module] = [nn.Flatten()]
         if dropout:
