@@ -7,6 +7,10 @@ from pathlib import Path
 from mnistlab.config import compose
 from mnistlab.train import train
 
+# The speedrun's network shape (conf/experiment/speedrun.yaml) before its crop and pooling order.
+SPEEDRUN_NET = dict(channels=(8, 16, 64), kernel_size=[5, 3, 3], batch_norm=[False, True, True],
+                    pool=["stride", "max", "max"], dense=64)
+
 FAST = ["trainer.accelerator=cpu", "callbacks.progress_bar.refresh_rate=0", "callbacks.model_summary=null"]
 
 

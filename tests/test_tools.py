@@ -20,7 +20,7 @@ from mnistlab.modules import CNNClassifier
 from mnistlab.preprocess import to_mnist
 
 from conftest import write_idx
-from helpers import Payload, run_train
+from helpers import SPEEDRUN_NET, Payload, run_train
 
 
 @pytest.fixture(scope="module")
@@ -214,8 +214,7 @@ def test_export_matches_pytorch_on_real_digits(fmt, real_checkpoint, mnist_root,
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export_keeps_the_center_crop(fmt, tmp_path):
     # the speedrun's network: the crop must survive tracing with a dynamic batch
-    net = nets.CNN(channels=(8, 16, 64), kernel_size=[5, 3, 3], batch_norm=[False, True, True],
-                   pool=["stride", "max", "max"], dense=64, pool_before_norm=True, center_crop=24)
+    net = nets.CNN(**SPEEDRUN_NET, pool_before_norm=True, center_crop=24)
     model = Standalone(net, 0.1307, 0.3081).eval()
     output = tmp_path / f"model.{fmt}"
     export(model, fmt, output)
