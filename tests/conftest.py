@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnistlab.datasets import SPLIT_FILES
+from mnistlab.data.datasets import SPLIT_FILES
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -42,6 +42,17 @@ def make_dataset(root: Path, n_train: int = 600, n_test: int = 200, folder: str 
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("synthetic"))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synthetic_root, tmp_path_factory) -> Path:
+    """One finished run shared by every test that only reads a run: a 784-300-100-10 DNN, one epoch on the
+    synthetic digits (in-process, about a second). Its ``checkpoints/last.ckpt`` and ``metrics.json``."""
+    from helpers import run_train, synthetic_overrides
+
+    run_dir = tmp_path_factory.mktemp("tiny_run")
+    run_train(run_dir, [*synthetic_overrides(synthetic_root), "model=dnn", "trainer.max_epochs=1"])
+    return run_dir
 
 
 # Read once at import: the autouse fixture below hides the variable from the code under test.

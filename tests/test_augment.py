@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnistlab.augment import AugmentParams, BatchAugment, affine_grid, apply
+from mnistlab.data.augment import AugmentParams, BatchAugment, affine_grid, apply
 from mnistlab.errors import ConfigError
 
 

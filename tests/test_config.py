@@ -6,8 +6,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from mnistlab.config import CONFIG_DIR, check_config, compose
+from mnistlab.config.compose import CONFIG_DIR, compose
 from mnistlab.errors import ConfigError
+from mnistlab.training.build import check_buildable
 
 
 def options(group: str) -> list[str]:
@@ -19,7 +20,7 @@ def test_every_group_has_its_options():
     assert options("optimizer") == ["adam", "adamw", "momentum", "nesterov", "rmsprop", "sgd"]
     assert options("scheduler") == ["cosine", "exponential", "none", "onecycle", "plateau", "step"]
     assert options("regularization") == ["dropout", "elastic", "l1", "l2", "label_smoothing", "none"]
-    assert options("augment") == ["digits", "fashion", "none"]
+    assert options("augment") == ["digits", "digits_strong", "fashion", "none"]
     assert options("data") == ["fashion_mnist", "mnist"]
     assert {"default", "cpu", "gpu"} <= set(options("trainer"))
 
@@ -30,10 +31,12 @@ def test_any_regularization_composes_with_any_model(model, regularization, tmp_p
     cfg = compose([f"model={model}", f"regularization={regularization}"], output_dir=tmp_path)
     module = instantiate(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.scheduler,
                          regularization=cfg.regularization, _recursive_=False)
-    expected = cfg.regularization.dropout
+    expected = cfg.model.net.get("dropout", 0.0)  # the one dropout key, which regularization=dropout sets
     rates = {m.p for m in module.modules() if m.__class__.__name__ == "Dropout"}
-    if expected is not None:
-        assert rates == {expected}
+    if regularization == "dropout":
+        assert expected == 0.5 and rates == {0.5}
+    else:
+        assert rates <= {expected}
     assert module.l2 == cfg.regularization.l2 and module.l1 == cfg.regularization.l1
 
 
@@ -42,14 +45,15 @@ def test_every_option_instantiates(group, tmp_path):
     for option in options(group):
         cfg = compose([f"{group}={option}"], output_dir=tmp_path)
         if not (option == "gpu" and not torch.cuda.is_available()):  # that refusal has its own test
-            check_config(cfg)
+            check_buildable(cfg)
         if group == "data":
             dm = instantiate(cfg.data, augment=OmegaConf.to_container(cfg.augment), _recursive_=False)
             assert dm.hparams.dataset == option
         elif group == "augment":
-            from mnistlab.augment import BatchAugment
+            from mnistlab.data.augment import BatchAugment
             aug = BatchAugment(**cfg.augment)
             assert aug.enabled == (option != "none") and (aug.hflip > 0) == (option == "fashion")
+            assert not (option == "digits_strong" and (aug.brightness or aug.contrast))  # geometric only
         elif group == "optimizer":
             opt = instantiate(cfg.optimizer)(params=[torch.nn.Parameter(torch.zeros(2))])
             assert opt.defaults["lr"] == cfg.optimizer.lr
@@ -117,7 +121,7 @@ def test_tools_share_one_hydra_block_that_writes_nothing_of_its_own():
 def test_impossible_values_are_refused(override, message):
     cfg = compose(override.split())
     with pytest.raises(ConfigError) as err:
-        check_config(cfg)
+        check_buildable(cfg)
     assert str(err.value) == message or str(err.value).startswith(message)
 
 
@@ -125,5 +129,5 @@ def test_impossible_values_are_refused(override, message):
 def test_asking_for_a_missing_gpu_is_one_clear_line():
     for overrides in (["trainer.accelerator=gpu"], ["trainer=gpu"]):
         with pytest.raises(ConfigError, match=r"PyTorch sees no CUDA GPU here; use trainer\.accelerator=auto or cpu"):
-            check_config(compose(overrides))
-    check_config(compose(["trainer.precision=bf16-mixed"]))  # bf16 autocast on the CPU is fine
+            check_buildable(compose(overrides))
+    check_buildable(compose(["trainer.precision=bf16-mixed"]))  # bf16 autocast on the CPU is fine

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torchvision
 
-from mnistlab import datasets
-from mnistlab.datasets import load_split, locate_split, resolve_data_dir
+from mnistlab.data import datasets
+from mnistlab.data.datasets import load_split, locate_split, resolve_data_dir
 from mnistlab.errors import DataError
 
 from conftest import make_dataset

@@ -5,9 +5,9 @@ import os
 import pytest
 import torch
 
-from mnistlab import env
-from mnistlab.config import compose
-from mnistlab.train import build, configure_device
+from mnistlab.config.compose import compose
+from mnistlab.perf import machine as env
+from mnistlab.training.build import build, configure_device
 
 from helpers import FAST, run_train, synthetic_overrides
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mnistlab.config import CONFIG_DIR, compose
+from mnistlab.config.compose import CONFIG_DIR, compose
 
 from conftest import make_dataset
 from helpers import run_train, synthetic_overrides

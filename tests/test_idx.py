@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from mnistlab.data.idx import read_idx, read_images_and_labels
 from mnistlab.errors import DataError
-from mnistlab.idx import read_idx, read_images_and_labels
 
 from conftest import write_idx
 

@@ -6,8 +6,8 @@ import torch
 from omegaconf import OmegaConf
 
 from mnistlab.errors import ConfigError
-from mnistlab.modules import CNNClassifier, DNNClassifier, LeNet5Classifier, SoftmaxClassifier
-from mnistlab.schedules import ExponentialDecay, WarmupCosine
+from mnistlab.models.classifier import CNNClassifier, DNNClassifier, LeNet5Classifier, SoftmaxClassifier
+from mnistlab.models.schedules import ExponentialDecay, WarmupCosine
 
 SGD = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}
 
@@ -56,10 +56,10 @@ def test_optimizer_arguments_torch_refuses_are_config_errors():
         module.build_optimizer()
 
 
-def test_regularization_dropout_sets_the_model_rate():
-    module = LeNet5Classifier(optimizer=SGD, regularization={"dropout": 0.4})
+def test_model_net_dropout_sets_the_model_rate():
+    module = LeNet5Classifier(net={"dropout": 0.4}, optimizer=SGD)
     assert {m.p for m in module.modules() if isinstance(m, torch.nn.Dropout)} == {0.4}
-    module = SoftmaxClassifier(optimizer=SGD, regularization={"dropout": 0.2})
+    module = SoftmaxClassifier(net={"dropout": 0.2}, optimizer=SGD)
     assert [m.p for m in module.modules() if isinstance(m, torch.nn.Dropout)] == [0.2]
 
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from mnistlab import nets
 from mnistlab.errors import ConfigError
+from mnistlab.models import nets
 
 from helpers import SPEEDRUN_NET
 

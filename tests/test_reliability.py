@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from mnistlab.datasets import SPLIT_FILES
+from mnistlab.data.datasets import SPLIT_FILES
 from mnistlab.errors import CheckpointError, DataError
-from mnistlab.reliability import DivergenceError
+from mnistlab.training.reliability import DivergenceError
 
 from conftest import make_dataset, write_idx
-from helpers import FAST, Payload, run_train, synthetic_overrides
+from helpers import FAST, Payload, command, run_train, synthetic_overrides
 
 
 def _deliverable_ctrl_c():
@@ -43,6 +43,7 @@ RECIPE = ["model=cnn", "regularization=dropout", "augment=digits", "trainer.max_
           "optimizer=momentum", "scheduler=exponential", "scheduler.scheduler.decay_steps=50"]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_ends_like_an_uninterrupted_run(synthetic_root, tmp_path):
     overrides = [*synthetic_overrides(synthetic_root), *RECIPE]
     overrides[overrides.index("data.batch_size=32")] = "data.batch_size=8"
@@ -70,6 +71,7 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(synthetic_root, tmp_
     assert b["test/acc"] == a["test/acc"] and b["val/acc_best"] == a["val/acc_best"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 1)])
 def test_sigterm_and_ctrl_c_save_a_checkpoint_and_exit_non_zero(signum, code, synthetic_root, tmp_path):
     overrides = [*synthetic_overrides(synthetic_root), *RECIPE, "trainer.max_epochs=50"]
@@ -136,6 +138,7 @@ def cli(*args):
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_bad_data_is_one_line(tmp_path):
     root = make_dataset(tmp_path / "data")
     corrupt(root, "labels")
@@ -148,12 +151,12 @@ def test_cli_bad_data_is_one_line(tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("optimizer.lr=-0.5", "error: optimizer.lr must be > 0, got -0.5"),
     ("data.val_fraction=0", "error: data.val_fraction must be in (0, 1), got 0"),
-    ("regularization.dropout=1.2", "error: regularization.dropout must be in [0, 1), got 1.2"),
+    ("model.net.dropout=1.2", "error: model.net.dropout must be in [0, 1), got 1.2"),
     ("model=resnet", "error: model=resnet: no such option; choose one of cnn, dnn, lenet5, softmax"),
     ("optimizer.lrr=0.1", "error: optimizer.lrr: no such config key (to add a new key write +optimizer.lrr=...)"),
 ])
 def test_impossible_values_and_unknown_names_fail_before_anything_is_written(override, message, tmp_path):
-    result = cli(override, f"hydra.run.dir={tmp_path / 'run'}")
+    result = command("train", override, f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2 and result.stderr.strip() == message
     assert not (tmp_path / "run").exists()
 
@@ -164,17 +167,15 @@ def test_an_earlier_run_is_never_written_into(tmp_path):
     (old / "checkpoints" / "last.ckpt").write_bytes(b"earlier run")
     (old / ".hydra").mkdir()
     (old / ".hydra" / "config.yaml").write_text("earlier config")
-    result = cli(f"hydra.run.dir={old}")
+    result = command("train", f"hydra.run.dir={old}")
     assert result.returncode == 2 and "already holds checkpoints of an earlier run" in result.stderr
     assert (old / ".hydra" / "config.yaml").read_text() == "earlier config"
     assert (old / "checkpoints" / "last.ckpt").read_bytes() == b"earlier run"
 
 
-@pytest.fixture(scope="module")
-def dnn_checkpoint(synthetic_root, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("dnn")
-    run_train(run_dir, [*synthetic_overrides(synthetic_root), "model=dnn", "trainer.max_epochs=1"])
-    return run_dir / "checkpoints" / "last.ckpt"
+@pytest.fixture
+def dnn_checkpoint(tiny_run):
+    return tiny_run / "checkpoints" / "last.ckpt"
 
 
 def test_resume_refuses_pickle_payloads(dnn_checkpoint, synthetic_root, tmp_path):

@@ -1,6 +1,7 @@
 """The results table and the benchmark, built from real (small) runs."""
 
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -9,11 +10,13 @@ import pytest
 import torch
 
 from mnistlab import bench
+from mnistlab.perf import benchmark
 from mnistlab.speedrun import trainer_choice
 
-from helpers import synthetic_overrides
+from helpers import command, synthetic_overrides
 
 
+@pytest.mark.slow
 def test_results_table_from_a_small_real_multirun(synthetic_root, tmp_path):
     overrides = [*synthetic_overrides(synthetic_root), "trainer.max_epochs=1", "trainer.accelerator=cpu"]
     quoted = "[" + ",".join(f"'{o}'" for o in overrides) + "]"
@@ -43,11 +46,9 @@ def test_results_table_from_a_small_real_multirun(synthetic_root, tmp_path):
     assert partial.returncode == 0, partial.stderr[-3000:]
     assert "tf_dnn: only seeds [] of [0, 1] have finished" in partial.stderr
     assert "| `keras_cnn`" in partial.stdout and "| `tf_dnn`" not in partial.stdout
-    bad = subprocess.run([sys.executable, "-m", "mnistlab.results", "experiments=[nope]"], capture_output=True,
-                         text=True, timeout=120)
-    assert bad.returncode == 2 and "unknown experiment(s) ['nope']" in bad.stderr
 
 
+@pytest.mark.slow
 def test_ablation_table_reports_what_each_lesson_buys(synthetic_root, tmp_path):
     overrides = [*synthetic_overrides(synthetic_root), "trainer.max_epochs=1", "trainer.accelerator=cpu"]
     quoted = "[" + ",".join(f"'{o}'" for o in overrides) + "]"
@@ -56,7 +57,7 @@ def test_ablation_table_reports_what_each_lesson_buys(synthetic_root, tmp_path):
     runs = tmp_path / "runs"
     result = subprocess.run(
         [sys.executable, "-m", "mnistlab.results", "ablation=tf_dnn_tuned", "seeds=[0]",
-         "ablation.without={dropout: ['regularization.dropout=0']}", f"overrides={quoted}", f"runs_dir={runs}",
+         "ablation.without={dropout: ['model.net.dropout=0']}", f"overrides={quoted}", f"runs_dir={runs}",
          "readme=true", f"readme_path={readme}"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     full = json.loads((runs / "tf_dnn_tuned" / "seed_0" / "metrics.json").read_text())["test/acc"] * 100
@@ -64,13 +65,14 @@ def test_ablation_table_reports_what_each_lesson_buys(synthetic_root, tmp_path):
     assert without["parameters"] == 266610
     for folder, dropout in (runs / "tf_dnn_tuned", 0.2), (runs / "tf_dnn_tuned" / "without_dropout", 0):
         checkpoint = torch.load(folder / "seed_0" / "checkpoints" / "last.ckpt", weights_only=True)
-        assert checkpoint["hyper_parameters"]["regularization"]["dropout"] == dropout
+        assert checkpoint["hyper_parameters"]["net"]["dropout"] == dropout
     table = (runs / "ablation_tf_dnn_tuned.md").read_text()
     row = next(line for line in table.splitlines() if line.startswith("| without dropout"))
-    assert f"| {full - without['test/acc'] * 100:+.2f} |" in row and "`regularization.dropout=0`" in row
+    assert f"| {full - without['test/acc'] * 100:+.2f} |" in row and "`model.net.dropout=0`" in row
     assert f"| full recipe | {full:.2f} |" in table and table in readme.read_text()
 
 
+@pytest.mark.slow
 def test_bench_reports_every_variant(mnist_root, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("<!-- bench:start -->\n<!-- bench:end -->\n")
@@ -114,16 +116,17 @@ def test_bench_figures_and_ratios_are_medians_that_ignore_a_burst():
     # Round 3 ran in a burst of machine speed (bare 40k against 27-28k): a best-of-rounds ratio would
     # read 25,000 / 40,000 = 0.62; the median of each round's ratio keeps to what rounds 1 and 2 agree on.
     rounds = {"mnistlab": [20_000, 25_000, 24_000], "bare": [27_000, 28_000, 40_000]}
-    results = {"dnn": {v: bench.combine_rounds([{"train_img_s": f, "peak_rss_mb": 800 + i}
+    results = {"dnn": {v: benchmark.combine_rounds([{"train_img_s": f, "peak_rss_mb": 800 + i}
                                                 for i, f in enumerate(figures)])
                        for v, figures in rounds.items()}}
-    row = bench.summarize(results)["dnn"]
+    row = benchmark.summarize(results)["dnn"]
     assert row["mnistlab"] == 24_000 and row["bare"] == 28_000
     assert row["mnistlab/bare"] == round(statistics.median([20 / 27, 25 / 28, 24 / 40]), 2) == 0.74
     assert row["memory_mb"]["bare"] == {"peak_rss_mb": 802}  # memory: the peak over rounds
     assert row["rounds_img_s"]["bare"] == [27_000, 28_000, 40_000]
 
 
+@pytest.mark.slow
 def test_bench_measures_lightnings_floor_when_asked(mnist_root, capsys):
     summary = bench.main(["--json", "--models", "dnn", "--variants", "lightning", "bare", "--warmup", "2",
                           "--steps", "5", "--rounds", "1", "--device", "cpu",
@@ -141,6 +144,7 @@ def test_speedrun_reference_trains_on_the_experiments_trainer():
     assert trainer_choice("speedrun", ["trainer=cpu"]) == "cpu"
 
 
+@pytest.mark.slow
 def test_speedrun_times_each_seed_against_its_reference(synthetic_root, tmp_path):
     quoted = "[" + ",".join(f"'{o}'" for o in [*synthetic_overrides(synthetic_root), "trainer=cpu"]) + "]"
     readme = tmp_path / "README.md"
@@ -173,8 +177,32 @@ def test_speedrun_times_each_seed_against_its_reference(synthetic_root, tmp_path
     assert " / ".join(f"{m['test/acc'] * 100:.2f}" for m in metrics["speedrun"]) in row
     assert f"median **{statistics.median(ratios):.2f}**" in table
     assert "old" not in readme.read_text() and table in readme.read_text()
-    for key in ("reference", "recipe"):  # both can be named on the command line
-        bad = subprocess.run([sys.executable, "-m", "mnistlab.speedrun", f"{key}=nope", f"runs_dir={runs}"],
-                             capture_output=True, text=True, timeout=120)
-        assert bad.returncode == 2 and "unknown experiment(s) ['nope']" in bad.stderr
-    assert list(runs.iterdir()) == [folder]  # a refused call leaves nothing behind
+    bad = command("speedrun", "recipe=nope", f"runs_dir={runs}")
+    assert bad.returncode == 2 and list(runs.iterdir()) == [folder]  # a refused call leaves nothing behind
+
+
+@pytest.mark.parametrize("key", ["reference", "recipe"])  # both can be named on the command line
+def test_speedrun_refuses_an_unknown_experiment_before_training(key, tmp_path):
+    bad = command("speedrun", f"{key}=nope", f"runs_dir={tmp_path / 'runs'}")
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "error: unknown experiment(s) ['nope']; choose from ['cnn_best', 'fashion_cnn', 'keras_cnn', 'lenet5', "
+        "'speedrun', 'speedrun_gpu', 'tf_dnn', 'tf_dnn_tuned']")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_results_tabulates_finished_runs_without_training(tiny_run, tmp_path):
+    # the command's smoke test: two finished runs (the session's tiny run, as two seeds) and nothing to train
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        (runs / "keras_cnn" / f"seed_{seed}").mkdir(parents=True)
+        shutil.copy(tiny_run / "metrics.json", runs / "keras_cnn" / f"seed_{seed}" / "metrics.json")
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    result = subprocess.run([sys.executable, "-m", "mnistlab.results", "experiments=[keras_cnn]", "seeds=[0,1]",
+                             f"runs_dir={runs}", f"output={tmp_path / 'results.md'}", "run_missing=false"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = next(line for line in (tmp_path / "results.md").read_text().splitlines() if line.startswith("| `keras_cnn`"))
+    assert f"| {metrics['test/acc'] * 100:.2f} ± 0.00 |" in row and f"| {metrics['parameters']} |" in row
+    assert "[results]" not in result.stderr  # nothing was trained
+    bad = command("results", "experiments=[nope]")
+    assert bad.returncode == 2 and "unknown experiment(s) ['nope']" in bad.stderr

@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from mnistlab.config import compose
+from mnistlab.config.compose import compose
 
 from helpers import FAST, synthetic_overrides
 
@@ -45,6 +45,7 @@ def test_multirun_summary_ranks_jobs_and_keeps_failures(synthetic_root, tmp_path
     assert "sweep" in result.stdout and "failed" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("storage", ["memory", "sqlite"])
 def test_optuna_search_three_trials(storage, synthetic_root, tmp_path):
     extra = [f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study.db'}"] if storage == "sqlite" else []
@@ -77,6 +78,7 @@ hydra:
 """
 
 
+@pytest.mark.slow
 def test_optuna_study_survives_a_crashing_trial(synthetic_root, tmp_path):
     # a search space where some trials diverge: the crash is a failed trial, not the end of the study
     (tmp_path / "conf" / "hparams_search").mkdir(parents=True)
@@ -93,6 +95,7 @@ def test_optuna_study_survives_a_crashing_trial(synthetic_root, tmp_path):
     assert "Best value" in result.stderr + result.stdout
 
 
+@pytest.mark.slow
 def test_joblib_launcher_runs_jobs_in_parallel(synthetic_root, tmp_path):
     result = train_cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *synthetic_overrides(synthetic_root),
                        "trainer.max_epochs=1", "model=softmax,dnn", f"hydra.sweep.dir={tmp_path}")
@@ -110,6 +113,7 @@ def test_slurm_launcher_config_composes():
     assert cfg.trainer.strategy == "ddp" and cfg.trainer.sync_batchnorm is True
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_one_run_dir(synthetic_root, tmp_path):
     result = train_cli("trainer=ddp", "trainer.devices=2", *synthetic_overrides(synthetic_root), "model=dnn",
                        "trainer.max_epochs=2", f"hydra.run.dir={tmp_path}")

@@ -11,19 +11,19 @@ import pytest
 import torch
 from PIL import Image
 
-from mnistlab import nets
-from mnistlab.checkpoints import load_model
-from mnistlab.datasets import load_split
-from mnistlab.export import Standalone, export, max_difference, standalone_from_checkpoint
+from mnistlab.data.datasets import load_split
+from mnistlab.data.preprocess import to_mnist
+from mnistlab.export import export, max_difference, network_from_checkpoint
 from mnistlab.kernels import classic_kernels, filter_image, learned_panels
-from mnistlab.modules import CNNClassifier
-from mnistlab.preprocess import to_mnist
+from mnistlab.models import nets
+from mnistlab.models.classifier import CNNClassifier
+from mnistlab.training.checkpoints import load_model
 
 from conftest import write_idx
-from helpers import SPEEDRUN_NET, Payload, run_train
+from helpers import SPEEDRUN_NET, Payload, command, run_train
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def real_checkpoint(mnist_root, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("cnn")
     run_train(run_dir, [f"data.data_dir={mnist_root}", "model=cnn", "trainer.max_epochs=1",
@@ -46,7 +46,7 @@ def tool(name, *args, env_dir=None):
      "accelerator"),
 ])
 def test_tool_settings_missing_or_unknown_are_one_line(args, message, tmp_path):
-    result = tool("evaluate", *args, f"hydra.run.dir={tmp_path}")
+    result = command("evaluate", *args, f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {message}"]
     assert not any(tmp_path.iterdir())  # refused before Hydra made anything
@@ -59,7 +59,7 @@ def test_evaluate_writes_metrics_and_pictures(real_checkpoint, mnist_root, tmp_p
     module, _ = load_model(real_checkpoint)
     images, labels = load_split("mnist", "test", mnist_root)
     with torch.no_grad():
-        x = (images[:, None].float() / 255 - 0.1307) / 0.3081
+        x = images[:, None].float() / 255  # pixels: the network standardizes them itself
         predictions = torch.cat([module(b).argmax(-1) for b in x.split(2000)])
     assert metrics["test/acc"] == pytest.approx((predictions == labels).float().mean().item(), abs=1e-6)
     assert metrics["test/acc"] > 0.9 and metrics["errors"] == int((predictions != labels).sum())
@@ -111,21 +111,21 @@ def test_predict_files_folders_globs_and_idx(real_checkpoint, mnist_root, tmp_pa
     assert len(rows) == 13 and rows[0] == {"path": str(folder / "broken.png"), "error": rows[0]["error"]}
     module, _ = load_model(real_checkpoint)
     with torch.no_grad():
-        direct = module((images[:12, None].float() / 255 - 0.1307) / 0.3081).argmax(-1).tolist()
+        direct = module(images[:12, None].float() / 255).argmax(-1).tolist()  # pixels: the network normalizes
     predicted = [row["label"] for row in rows[1:]]
     assert sum(p == d for p, d in zip(predicted, direct, strict=True)) >= 10  # same answer as on the original digits
     assert all(set(row) == {"path", "label", "prob", "top3"} and len(row["top3"]) == 3 for row in rows[1:])
     assert all(row["top3"][0] == [row["label"], row["prob"]] for row in rows[1:])
     assert Image.open(tmp_path / "plot.png").size[0] > 300
 
-    result = tool("predict", f"ckpt_path={real_checkpoint}", f"inputs={tmp_path / 'few-idx3-ubyte'}")
+    result = command("predict", f"ckpt_path={real_checkpoint}", f"inputs={tmp_path / 'few-idx3-ubyte'}")
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [row["label"] for row in rows] == direct[:5] and rows[4]["path"].endswith("#4")
 
-    result = tool("predict", f"ckpt_path={real_checkpoint}", f"inputs={folder / 'digit*.png'}")
+    result = command("predict", f"ckpt_path={real_checkpoint}", f"inputs={folder / 'digit*.png'}")
     assert len(result.stdout.splitlines()) == 4
 
-    again = tool("predict", f"ckpt_path={real_checkpoint}", f"inputs={folder}", f"output={out}")
+    again = command("predict", f"ckpt_path={real_checkpoint}", f"inputs={folder}", f"output={out}")
     assert again.returncode == 2 and "already exists" in again.stderr and len(again.stderr.splitlines()) == 1
 
 
@@ -134,6 +134,8 @@ def test_inspect_reports_without_building_the_model(real_checkpoint, capsys):
 
     report = main([str(real_checkpoint), "--json"])
     printed = json.loads(capsys.readouterr().out)
+    smoke = tool("inspect", real_checkpoint, "--json")  # the command as a user starts it
+    assert smoke.returncode == 0 and json.loads(smoke.stdout) == printed
     assert printed["parameters"] == report["parameters"] == 206_922
     names = {row["name"]: row for row in printed["tensors"]}
     weight = torch.load(real_checkpoint, weights_only=True)["state_dict"]["net.features.0.weight"]
@@ -157,7 +159,7 @@ def test_pickle_payloads_are_refused_by_every_tool(name, tmp_path, real_checkpoi
     args = {"inspect": [crafted], "evaluate": [f"ckpt_path={crafted}", f"hydra.run.dir={tmp_path / 'ev'}"],
             "predict": [f"ckpt_path={crafted}", f"inputs={real_checkpoint}"],
             "export": [f"ckpt_path={crafted}", f"output={tmp_path / 'm.onnx'}"]}[name]
-    result = tool(name, *args)
+    result = command(name, *args)
     assert result.returncode == 2
     assert "refused" in result.stderr and str(crafted) in result.stderr and len(result.stderr.splitlines()) == 1
     assert not marker.exists()
@@ -178,9 +180,9 @@ def test_classic_kernels_do_what_they_say():
 def test_learned_feature_maps_are_what_the_network_computes():
     # with a center crop first, the first convolution sees the cropped digit: 24 px, 12x12 maps at stride 2
     module = CNNClassifier(net=dict(channels=[8, 16], kernel_size=[5, 3], pool=["stride", "max"],
-                                    center_crop=24), channels_last=True).eval()
+                                    center_crop=24), channels_last=True, input_mean=0.5, input_std=0.25).eval()
     image = torch.rand(28, 28)
-    kind, filters, maps = learned_panels(module, image, mean=0.5, std=0.25)
+    kind, filters, maps = learned_panels(module, image)  # pixels in: the network standardizes them
     conv = module.net.features[1]
     assert kind == "filters" and filters.shape == (8, 5, 5)
     expected = conv(((image - 0.5) / 0.25)[None, None, 2:26, 2:26])[0]
@@ -189,22 +191,25 @@ def test_learned_feature_maps_are_what_the_network_computes():
 
 
 def test_kernels_figure_with_and_without_checkpoint(real_checkpoint, mnist_root, tmp_path):
-    result = tool("kernels", f"output={tmp_path / 'classic.png'}", "index=7", env_dir=mnist_root)
+    result = command("kernels", f"output={tmp_path / 'classic.png'}", "index=7", f"data_dir={mnist_root}")
     assert result.returncode == 0, result.stderr[-2000:]
     result = tool("kernels", f"ckpt_path={real_checkpoint}", f"output={tmp_path / 'learned.png'}", env_dir=mnist_root)
     assert result.returncode == 0, result.stderr[-2000:]
     classic, learned = Image.open(tmp_path / "classic.png"), Image.open(tmp_path / "learned.png")
     assert learned.size[1] > 3 * classic.size[1]  # 16 filters and 16 feature maps below the classic row
-    bad = tool("kernels", "index=10000", f"output={tmp_path / 'x.png'}", env_dir=mnist_root)
+    bad = command("kernels", "index=10000", f"output={tmp_path / 'x.png'}", f"data_dir={mnist_root}")
     assert bad.returncode == 2 and "index=10000" in bad.stderr
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export_matches_pytorch_on_real_digits(fmt, real_checkpoint, mnist_root, tmp_path):
     output = tmp_path / f"model.{fmt}"
-    result = tool("export", f"ckpt_path={real_checkpoint}", f"format={fmt}", f"output={output}", env_dir=mnist_root)
+    run = tool if fmt == "onnx" else command  # one process start for the command's smoke test
+    result = run("export", f"ckpt_path={real_checkpoint}", f"format={fmt}", f"output={output}",
+                 f"data_dir={mnist_root}")
     assert result.returncode == 0, result.stderr[-2000:]
-    model, _ = standalone_from_checkpoint(real_checkpoint)
+    assert "max |difference| to PyTorch on 256 test digits" in result.stderr
+    model, _ = network_from_checkpoint(real_checkpoint)
     images, _ = load_split("mnist", "test", mnist_root)
     for n in (1, 7, 300):  # dynamic batch size
         batch = images[:n, None].float() / 255
@@ -214,8 +219,7 @@ def test_export_matches_pytorch_on_real_digits(fmt, real_checkpoint, mnist_root,
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export_keeps_the_center_crop(fmt, tmp_path):
     # the speedrun's network: the crop must survive tracing with a dynamic batch
-    net = nets.CNN(**SPEEDRUN_NET, pool_before_norm=True, center_crop=24)
-    model = Standalone(net, 0.1307, 0.3081).eval()
+    model = nets.CNN(**SPEEDRUN_NET, pool_before_norm=True, center_crop=24, input_mean=0.1307, input_std=0.3081).eval()
     output = tmp_path / f"model.{fmt}"
     export(model, fmt, output)
     for n in (1, 9):

@@ -1,7 +1,4 @@
 import json
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -10,13 +7,13 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, ModelSummary, ProgressBar
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mnistlab.callbacks import SpeedMonitor
-from mnistlab.config import compose
+from mnistlab.config.compose import compose
 from mnistlab.errors import ConfigError
-from mnistlab.modules import DNNClassifier
-from mnistlab.train import build
+from mnistlab.models.classifier import DNNClassifier
+from mnistlab.training.build import build
+from mnistlab.training.callbacks import SpeedMonitor
 
-from helpers import run_train, synthetic_overrides
+from helpers import command, run_train, synthetic_overrides
 
 
 def tensorboard_tags(run_dir):
@@ -29,7 +26,7 @@ def tensorboard_tags(run_dir):
 def finished_run(synthetic_root, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
     metrics = run_train(run_dir, [*synthetic_overrides(synthetic_root), "model=dnn", "trainer.max_epochs=3",
-                                  "augment=digits", "scheduler=cosine"])
+                                  "augment=digits", "scheduler=cosine"], pictures=True)
     return run_dir, metrics
 
 
@@ -115,11 +112,6 @@ def test_real_mnist_few_batches_clearly_above_chance(mnist_root, tmp_path):
     assert metrics["test/acc"] > 0.8  # 10% is chance
 
 
-def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "mnistlab.train", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=300)
-
-
 @pytest.mark.parametrize("override, message", [
     ("trainer.precision=bogus", "trainer: Precision 'bogus' is invalid. Allowed precision values: "),
     ("trainer.devices=0", "trainer: "),
@@ -137,19 +129,21 @@ def test_arguments_lightning_refuses_are_config_errors(override, message, tmp_pa
     ("model.net.center_crop=30", "model.net.center_crop must be a side length from 1 to 28 pixels, got 30"),
 ])
 def test_cli_bad_value_is_one_line_without_traceback(override, message, tmp_path):
-    result = cli(override, f"hydra.run.dir={tmp_path / 'run'}")
+    result = command("train", override, f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {message}"]
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_cli_fast_dev_run(synthetic_root, tmp_path):
-    result = cli(*synthetic_overrides(synthetic_root), "++trainer.fast_dev_run=true", "trainer.accelerator=cpu",
-                 f"hydra.run.dir={tmp_path}")
+    # the whole command path in this process (test_sweeps starts the command as a process, with -m)
+    result = command("train", *synthetic_overrides(synthetic_root), "++trainer.fast_dev_run=true",
+                     "trainer.accelerator=cpu", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "test accuracy" in result.stdout and (tmp_path / "metrics.json").is_file()
 
 
+@pytest.mark.slow
 def test_torch_compile_trains_and_keeps_checkpoint_keys_plain(synthetic_root, tmp_path):
     metrics = run_train(tmp_path, [*synthetic_overrides(synthetic_root), "model=cnn", "model.compile=true",
                                    "trainer.max_epochs=1"])

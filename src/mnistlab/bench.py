@@ -1,6 +1,7 @@
 """``python -m mnistlab.bench [--json]``: mnistlab's training throughput against reference pipelines.
 
-Same network, same augmentation kinds, one run; the reference pipelines live in ``baselines.py``.
+Same network, same augmentation kinds, one run; the reference pipelines live in ``perf/baselines.py``,
+what each variant's process does and how rounds combine in ``perf/benchmark.py``.
 
 - ``textbook``: torchvision's MNIST dataset with PIL transforms per sample (RandomAffine for rotation,
   shift and zoom, ColorJitter for brightness and contrast) through a DataLoader with workers, into the
@@ -21,87 +22,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import statistics
 import subprocess
 import sys
-import time
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 
-from .baselines import StepTimer, bare_loop, lightning_floor, sync, textbook_loader, trainer_limits
-from .config import compose_checked
-from .env import machine
 from .errors import ConfigError, report_errors, silence_library_noise
-from .results import update_readme_section
-from .train import build
-
-VARIANTS = ("textbook", "mnistlab", "bare")
-ALL_VARIANTS = (*VARIANTS, "lightning")
-RATIOS = (("mnistlab", "textbook"), ("mnistlab", "bare"), ("lightning", "bare"))
-MODELS = ("cnn", "dnn")
-
-
-def config(model: str, device: str, overrides: list[str]):
-    # Everything a training run has, minus what needs validation or a logger (the timed loop has neither).
-    without = ("model_summary", "tensorboard_visuals", "model_checkpoint", "last_checkpoint", "early_stopping",
-               "lr_monitor")
-    return compose_checked([f"model={model}", "augment=digits", f"trainer.accelerator={device}", "logger={}",
-                            *(f"callbacks.{name}=null" for name in without), *overrides],
-                           output_dir="/tmp/mnistlab-bench")
-
-
-def measure_training(variant: str, model_name: str, device: str, warmup: int, steps: int,
-                     overrides: list[str]) -> dict[str, Any]:
-    cfg = config(model_name, device, overrides)
-    pl.seed_everything(0, verbose=False)
-    timer = StepTimer(warmup, steps)
-    if variant == "bare":
-        return {"train_img_s": bare_loop(cfg, warmup, steps)}
-    if variant == "lightning":
-        return {"train_img_s": lightning_floor(cfg, timer)}
-    datamodule, module, trainer = build(cfg, extra_callbacks=[timer], **trainer_limits(timer))
-    if variant == "textbook":
-        trainer.fit(module, train_dataloaders=textbook_loader(cfg, cfg.data.batch_size))
-    else:
-        trainer.fit(module, datamodule=datamodule)
-    result = {"train_img_s": timer.images_per_second}
-    if variant == "mnistlab":
-        result["infer_img_s"] = inference(module, datamodule)
-    return result
-
-
-def inference(module, datamodule, repeats: int = 2) -> float:
-    datamodule.setup("test")
-    images, _ = datamodule.test_set
-    module.eval()
-    device = module.device
-    with torch.inference_mode():
-        x, _ = datamodule.prepare_batch((images[:1000].to(device), None), train=False)
-        module(x)  # warm-up
-        sync()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            for chunk in images.split(1000):
-                x, _ = datamodule.prepare_batch((chunk.to(device), None), train=False)
-                module(x)
-        sync()
-    return repeats * len(images) / (time.perf_counter() - start)
-
-
-def peak_memory_mb() -> dict[str, float]:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    out = {"peak_rss_mb": round(own, 1)}
-    if workers:
-        out["peak_worker_rss_mb"] = round(workers, 1)
-    if torch.cuda.is_available():
-        out["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return out
+from .io import update_section
+from .perf.benchmark import (
+    ALL_VARIANTS,
+    MODELS,
+    VARIANTS,
+    combine_rounds,
+    config,
+    measure_training,
+    peak_memory_mb,
+    summarize,
+    table_rows,
+)
+from .perf.machine import machine
 
 
 def run_variant_process(variant: str, model: str, args) -> dict[str, Any]:
@@ -112,52 +54,6 @@ def run_variant_process(variant: str, model: str, args) -> dict[str, Any]:
     if done.returncode != 0:
         raise RuntimeError(f"bench {variant}/{model} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def combine_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """One variant's rounds: median throughputs, peak memory, and every round's training figure."""
-    combined: dict[str, Any] = {"train_img_s": statistics.median(r["train_img_s"] for r in runs),
-                                "rounds_img_s": [round(r["train_img_s"], 1) for r in runs]}
-    if all("infer_img_s" in r for r in runs):
-        combined["infer_img_s"] = statistics.median(r["infer_img_s"] for r in runs)
-    for key in sorted({k for r in runs for k in r if k.endswith("_mb")}):
-        combined[key] = max(r.get(key, 0.0) for r in runs)
-    return combined
-
-
-def median_ratio(rounds_a: list[float], rounds_b: list[float]) -> float:
-    """Median over rounds of ``a / b`` within each round."""
-    return statistics.median(a / b for a, b in zip(rounds_a, rounds_b, strict=True))
-
-
-def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    summary: dict[str, Any] = {}
-    for model, variants in results.items():
-        row: dict[str, Any] = {v: round(variants[v]["train_img_s"], 1) for v in ALL_VARIANTS if v in variants}
-        for a, b in RATIOS:
-            if a in row and b in row:
-                row[f"{a}/{b}"] = round(median_ratio(variants[a]["rounds_img_s"], variants[b]["rounds_img_s"]), 2)
-        if "mnistlab" in variants:
-            row["inference_img_s"] = round(variants["mnistlab"].get("infer_img_s", 0.0), 1)
-        row["memory_mb"] = {v: {k: val for k, val in variants[v].items() if k.endswith("_mb")} for v in variants}
-        row["rounds_img_s"] = {v: variants[v].get("rounds_img_s", []) for v in variants}
-        summary[model] = row
-    return summary
-
-
-def table_rows(summary: dict[str, Any], models: list[str]) -> tuple[list[str], list[list[str]]]:
-    """Header and cells shared by the terminal table and the README's Markdown."""
-    variants = [v for v in ALL_VARIANTS if any(v in summary[m] for m in models)]
-    ratios = [f"{a}/{b}" for a, b in RATIOS if a in variants and b in variants]
-    header = ["model", *(f"{v} img/s" for v in variants), *ratios, "inference img/s",
-              f"peak RSS MB ({' / '.join(variants)})"]
-    rows = []
-    for model in models:
-        row = summary[model]
-        rss = " / ".join(f"{row['memory_mb'][v].get('peak_rss_mb', 0):.0f}" for v in variants)
-        rows.append([model, *(f"{row.get(v, 0):,.0f}" for v in variants), *(f"{row.get(r, 0):.2f}" for r in ratios),
-                     f"{row.get('inference_img_s', 0):,.0f}", rss])
-    return header, rows
 
 
 def print_table(summary: dict[str, Any], models: list[str]) -> None:
@@ -232,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary["torch"] = torch.__version__
     print_table(summary, args.models)
     if args.readme:
-        update_readme_section(Path(args.readme), args.readme_section, markdown(summary, args))
+        update_section(Path(args.readme), args.readme_section, markdown(summary, args))
     if args.json:
         print(json.dumps(summary))
     return summary

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
-import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
@@ -20,31 +17,24 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
-from .checkpoints import datamodule_for, load_model
-from .config import CONFIG_DIR, preflight_overrides
-from .errors import report_errors
+from .cli import hydra_command
+from .io import write_json
+from .models import inference
+from .models.classifier import eval_loss
 from .plots import confusion_figure, digits_figure, save
-from .train import write_json
+from .training.checkpoints import datamodule_for, load_model
 
 
-def predict_test_set(module, datamodule, accelerator: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
-    """Class probabilities ``[N, C]`` and labels ``[N]`` for the whole test set, in order."""
-    trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False)
-    batches = trainer.predict(module, datamodule=datamodule)
-    return torch.cat(batches).float().cpu(), datamodule.test_set[1].cpu()
-
-
-def test_metrics(probs: torch.Tensor, labels: torch.Tensor, class_names) -> dict[str, Any]:
+def test_metrics(logits: torch.Tensor, labels: torch.Tensor, class_names) -> dict[str, Any]:
     num_classes = len(class_names)
-    predictions = probs.argmax(-1)
+    predictions = logits.argmax(-1)
     kwargs = dict(num_classes=num_classes, average="none")
     precision = multiclass_precision(predictions, labels, **kwargs)
     recall = multiclass_recall(predictions, labels, **kwargs)
     f1 = multiclass_f1_score(predictions, labels, **kwargs)
     support = torch.bincount(labels, minlength=num_classes)
     return {
-        "test/loss": F.nll_loss(probs.clamp_min(1e-12).log(), labels).item(),
+        "test/loss": eval_loss(logits, labels).item(),  # the training run's own test/loss
         "test/acc": (predictions == labels).float().mean().item(),
         "macro_f1": f1.mean().item(),
         "errors": int((predictions != labels).sum()),
@@ -64,12 +54,14 @@ def worst_errors(probs: torch.Tensor, labels: torch.Tensor, count: int) -> torch
 
 
 def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    module, checkpoint = load_model(cfg.ckpt_path)
+    module, checkpoint = load_model(cfg.ckpt_path, map_location=inference.inference_device(cfg.accelerator))
     datamodule = datamodule_for(checkpoint, cfg.data_dir, cfg.dataset, cfg.batch_size)
     datamodule.setup("test")
-    probs, labels = predict_test_set(module, datamodule, cfg.accelerator)
+    images, labels = datamodule.test_set
+    logits = inference.logits(module, images, cfg.batch_size)
+    probs = logits.softmax(-1)
     names = list(datamodule.classes)
-    metrics = test_metrics(probs, labels, names)
+    metrics = test_metrics(logits, labels, names)
     metrics.update(ckpt_path=str(cfg.ckpt_path), dataset=datamodule.info.name, test_images=len(labels))
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -98,19 +90,14 @@ def print_report(metrics: dict[str, Any], run_dir: Path) -> None:
     console.print(f"written to {run_dir}: metrics.json, confusion_matrix.png, worst_errors.png")
 
 
-@report_errors
 def run(cfg: DictConfig) -> float:
-    run_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     metrics = evaluate(cfg, run_dir)
     print_report(metrics, run_dir)
     return metrics["test/acc"]
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
-def main(cfg: DictConfig) -> float:
-    return run(cfg)
-
+main = hydra_command("evaluate", run)
 
 if __name__ == "__main__":
-    preflight_overrides(sys.argv[1:], "evaluate")
     main()

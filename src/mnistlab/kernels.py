@@ -9,19 +9,19 @@ from __future__ import annotations
 import math
 import sys
 
-import hydra
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
-from .checkpoints import dataset_of, load_model, normalization_of
-from .config import CONFIG_DIR, output_path, preflight_overrides
-from .datasets import dataset_info, load_split
-from .errors import ConfigError, report_errors
-from .nets import layer_io
+from .cli import hydra_command
+from .config.rundir import output_path
+from .data.datasets import dataset_info, load_split
+from .errors import ConfigError
+from .models.nets import layer_io
 from .plots import save
+from .training.checkpoints import dataset_of, load_model
 
 
 def gaussian(size: int, sigma: float) -> torch.Tensor:
@@ -68,21 +68,21 @@ def _show(ax, image: torch.Tensor, title: str, cmap: str = "gray", symmetric: bo
     ax.axis("off")
 
 
-def learned_panels(module, image: torch.Tensor, mean: float, std: float):
+def learned_panels(module, image: torch.Tensor):
     """First-layer filters and what they make of the digit, or dense weights as 28x28 templates."""
     first = next(m for m in module.net.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
     if isinstance(first, nn.Conv2d):
         # the maps as the network computes them, after whatever comes first (a center crop)
         with torch.no_grad():
-            _, maps = layer_io(module.net, first, ((image - mean) / std)[None, None].to(first.weight.dtype))
+            _, maps = layer_io(module.net, first, image[None, None].to(first.weight.dtype))
         return "filters", first.weight[:, 0], maps[0]
     templates = first.weight[:16].reshape(-1, 28, 28)
     return "templates", templates, None
 
 
-def kernels_figure(image: torch.Tensor, label: str, module=None, mean: float = 0.0, std: float = 1.0):
+def kernels_figure(image: torch.Tensor, label: str, module=None):
     kernels = classic_kernels()
-    learned = learned_panels(module, image, mean, std) if module is not None else None
+    learned = learned_panels(module, image) if module is not None else None
     columns = 9
     rows = 1
     if learned is not None:
@@ -110,29 +110,24 @@ def kernels_figure(image: torch.Tensor, label: str, module=None, mean: float = 0
     return fig
 
 
-@report_errors
 def run(cfg: DictConfig) -> None:
     output = output_path(cfg.output, cfg.overwrite)
     if output.suffix.lower() != ".png":
         raise ConfigError(f"output={cfg.output}: must be a .png file")
-    module, dataset, normalization = None, cfg.dataset, (0.0, 1.0)
+    module, dataset = None, cfg.dataset
     if cfg.ckpt_path:
         module, checkpoint = load_model(cfg.ckpt_path)
-        dataset, normalization = dataset_of(checkpoint), normalization_of(checkpoint)
+        dataset = dataset_of(checkpoint)
     info = dataset_info(dataset)
     images, labels = load_split(info.name, "test", cfg.data_dir)
     if not 0 <= cfg.index < len(labels):
         raise ConfigError(f"index={cfg.index}: the test set has images 0 to {len(labels) - 1}")
     image = images[cfg.index].float() / 255
-    save(kernels_figure(image, info.classes[int(labels[cfg.index])], module, *normalization), output)
+    save(kernels_figure(image, info.classes[int(labels[cfg.index])], module), output)
     print(f"wrote {output}", file=sys.stderr)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="kernels")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
-
+main = hydra_command("kernels", run)
 
 if __name__ == "__main__":
-    preflight_overrides(sys.argv[1:], "kernels")
     main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 import matplotlib
@@ -11,6 +12,8 @@ matplotlib.use("Agg")  # never open a window: figures go to PNG files and Tensor
 import matplotlib.pyplot as plt
 import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
+
+from .io import write_bytes
 
 
 def digits_figure(images: torch.Tensor, labels=None, predictions=None, class_names: Sequence[str] | None = None,
@@ -55,5 +58,8 @@ def confusion_figure(matrix: torch.Tensor, class_names: Sequence[str]):
 
 
 def save(fig, path) -> None:
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    """A PNG written whole or not at all (``io.write_bytes``)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
+    write_bytes(path, buffer.getvalue())

@@ -9,17 +9,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig
 
-from .checkpoints import dataset_of, load_model, normalization_of
-from .config import CONFIG_DIR, output_path, preflight_overrides
-from .datasets import dataset_info
-from .errors import ConfigError, DataError, report_errors
-from .idx import read_idx
+from .cli import hydra_command
+from .config.rundir import output_path
+from .data.datasets import dataset_info
+from .data.idx import read_idx
+from .data.preprocess import read_gray, to_mnist
+from .errors import ConfigError, DataError
+from .io import write_text
+from .models import inference
 from .plots import digits_figure, save
-from .preprocess import read_gray, to_mnist
+from .training.checkpoints import dataset_of, load_model
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
@@ -69,17 +71,6 @@ def load_inputs(files: list[Path]) -> Iterator[tuple[str, torch.Tensor | None, s
             yield str(path), None, str(err)
 
 
-def predict(module, digits: torch.Tensor, mean: float, std: float, batch_size: int = 1000) -> torch.Tensor:
-    """Class probabilities for ``[N, 28, 28]`` digits in [0, 1]."""
-    device = module.device
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(digits), batch_size):
-            x = (digits[start : start + batch_size, None].to(device) - mean) / std
-            out.append(module(x).softmax(-1).float().cpu())
-    return torch.cat(out) if out else torch.empty(0, 10)
-
-
 def records(names, errors, probs, class_names) -> list[dict[str, Any]]:
     rows, k = [], 0
     for name, error in zip(names, errors, strict=True):
@@ -101,27 +92,24 @@ def records(names, errors, probs, class_names) -> list[dict[str, Any]]:
     return rows
 
 
-@report_errors
 def run(cfg: DictConfig) -> None:
     output, plot = output_path(cfg.output, cfg.overwrite), output_path(cfg.plot, cfg.overwrite)
     files = expand_inputs(str(cfg.inputs))
-    module, checkpoint = load_model(cfg.ckpt_path, map_location="cpu")
-    if cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and torch.cuda.is_available()):
-        module = module.cuda()
+    module, checkpoint = load_model(cfg.ckpt_path, map_location=inference.inference_device(cfg.accelerator))
     info = dataset_info(dataset_of(checkpoint))
     loaded = list(load_inputs(files))
     names = [name for name, _, _ in loaded]
     errors = [error for _, _, error in loaded]
     good = [digit for _, digit, error in loaded if error is None]
     digits = torch.stack(good) if good else torch.empty(0, 28, 28)
-    probs = predict(module, digits, *normalization_of(checkpoint))
+    probs = inference.logits(module, digits).softmax(-1)
     rows = records(names, errors, probs, info.classes)
 
     lines = "".join(json.dumps(row) + "\n" for row in rows)
     if output is None:
         sys.stdout.write(lines)
     else:
-        output.write_text(lines)
+        write_text(output, lines)
     if plot is not None and len(digits):
         shown = min(len(digits), 64)
         ok_rows = [r for r in rows if "error" not in r][:shown]
@@ -133,11 +121,7 @@ def run(cfg: DictConfig) -> None:
           file=sys.stderr)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
-
+main = hydra_command("predict", run)
 
 if __name__ == "__main__":
-    preflight_overrides(sys.argv[1:], "predict")
     main()

@@ -10,48 +10,21 @@ each lesson buys (the ``ablation`` README section).
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import statistics
-import subprocess
 import sys
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
-from .config import CONFIG_DIR, preflight_overrides
-from .env import machine
-from .errors import ConfigError, MnistlabError, report_errors
-
-
-def train_command(experiment: str, seed: int, overrides: Sequence[str]) -> list[str]:
-    return ["python", "-m", "mnistlab.train", f"experiment={experiment}", f"seed={seed}", *overrides]
-
-
-def metrics_file(run_dir: Path) -> Path:
-    """What a finished run leaves behind (``python -m mnistlab.train`` writes it last)."""
-    return run_dir / "metrics.json"
-
-
-def run_one(experiment: str, seed: int, overrides: Sequence[str], run_dir: Path) -> dict[str, Any]:
-    if not metrics_file(run_dir).is_file():
-        if (run_dir / "checkpoints").is_dir():  # an interrupted run: continue it
-            last = run_dir / "checkpoints" / "last.ckpt"
-            extra = [f"ckpt_path={last}"] if last.is_file() else []
-        else:
-            extra = []
-        command = [sys.executable, *train_command(experiment, seed, overrides)[1:], *extra,
-                   f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=0"]
-        print(f"[results] {experiment} seed {seed}: {' '.join(command[1:])}", file=sys.stderr, flush=True)
-        done = subprocess.run(command, stdout=subprocess.DEVNULL)
-        if done.returncode != 0 or not metrics_file(run_dir).is_file():
-            raise MnistlabError(f"{experiment} seed {seed} failed (exit {done.returncode}); see {run_dir}/train.log")
-    return json.loads(metrics_file(run_dir).read_text())
+from .cli import hydra_command
+from .errors import ConfigError
+from .perf.machine import machine
+from .perf.runs import check_experiments, metrics_file, publish, run_one, train_command
 
 
 def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -132,33 +105,6 @@ def ablation(cfg: DictConfig, command_line: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_readme_section(readme: Path, section: str, text: str) -> None:
-    """Replace what stands between ``<!-- section:start -->`` and ``<!-- section:end -->``."""
-    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
-    content = readme.read_text()
-    if start not in content or end not in content:
-        raise ConfigError(f"{readme}: no {start} ... {end} section to replace")
-    head, rest = content.split(start, 1)
-    _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{start}\n{text}{end}{tail}")
-
-
-def publish(text: str, output: Path, section: str, readme: Path | None) -> None:
-    """Write a generated table to its file and, when asked, into the README's ``section``; show it."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text)
-    if readme is not None:
-        update_readme_section(readme, section, text)
-    print(text)
-
-
-def check_experiments(experiments: Sequence[str]) -> None:
-    known = {p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml")}
-    unknown = [e for e in experiments if e not in known]
-    if unknown:
-        raise ConfigError(f"unknown experiment(s) {unknown}; choose from {sorted(known)}")
-
-
 def collect(cfg: DictConfig) -> str:
     experiments = list(cfg.experiments)
     per = cfg.get("seeds_per_experiment") or {}
@@ -179,7 +125,6 @@ def collect(cfg: DictConfig) -> str:
     return table(rows, seeds, list(cfg.overrides), sys.argv[1:])
 
 
-@report_errors
 def run(cfg: DictConfig) -> str:
     section = "ablation" if cfg.get("ablation") else "results"
     text = ablation(cfg, sys.argv[1:]) if section == "ablation" else collect(cfg)
@@ -188,11 +133,7 @@ def run(cfg: DictConfig) -> str:
     return text
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="results")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
-
+main = hydra_command("results", run)
 
 if __name__ == "__main__":
-    preflight_overrides(sys.argv[1:], "results")
     main()

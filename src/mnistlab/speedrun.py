@@ -16,13 +16,14 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
-from .config import CONFIG_DIR, compose, preflight_overrides
-from .env import machine
-from .errors import ConfigError, report_errors
-from .results import check_experiments, publish, run_one
+from .cli import hydra_command
+from .config.compose import compose
+from .errors import ConfigError
+from .io import write_json
+from .perf.machine import machine
+from .perf.runs import check_experiments, publish, run_one
 
 
 def trainer_choice(experiment: str, overrides: list[str]) -> str:
@@ -94,22 +95,17 @@ def markdown(cfg: DictConfig, summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@report_errors
 def run(cfg: DictConfig) -> dict[str, Any]:
     folder = Path(cfg.runs_dir) / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     summary = measure(cfg, folder)
     text = markdown(cfg, summary)
-    (folder / "speedrun.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(folder / "speedrun.json", summary)
     publish(text, folder / "speedrun.md", cfg.readme_section, Path(cfg.readme_path) if cfg.readme else None)
     print(json.dumps(summary))
     return summary
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="speedrun")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
-
+main = hydra_command("speedrun", run)
 
 if __name__ == "__main__":
-    preflight_overrides(sys.argv[1:], "speedrun")
     main()

@@ -1,4 +1,4 @@
-"""mnistlab's own callbacks: throughput/timing and the TensorBoard pictures."""
+"""mnistlab's own callbacks: the fit's clock, the device warm-up step, the TensorBoard pictures."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from torchmetrics.classification import MulticlassConfusionMatrix
 from torchvision.utils import make_grid
 
-from .plots import confusion_figure, digits_figure
+from ..plots import confusion_figure, digits_figure
 
 
 class SpeedMonitor(pl.Callback):
@@ -152,9 +152,6 @@ class TensorBoardVisuals(pl.Callback):
         self._confusion: MulticlassConfusionMatrix | None = None
         self._confusion_matrix: torch.Tensor | None = None
 
-    def _pixels(self, datamodule, x: torch.Tensor) -> torch.Tensor:
-        return (x * datamodule.std + datamodule.mean).clamp(0, 1)
-
     @rank_zero_only
     def on_fit_start(self, trainer, pl_module) -> None:
         writer, dm = _tensorboard(trainer), trainer.datamodule
@@ -202,7 +199,7 @@ class TensorBoardVisuals(pl.Callback):
         logits = torch.cat([b[2] for b in self._test_batches])
         n = self.num_images
         step = trainer.global_step
-        fig = digits_figure(self._pixels(dm, x[:n]), y[:n].cpu(), logits[:n].argmax(-1).cpu(), class_names=names)
+        fig = digits_figure(x[:n], y[:n].cpu(), logits[:n].argmax(-1).cpu(), class_names=names)
         writer.add_figure("test/predictions", fig, step)  # add_figure closes the figure
         writer.add_figure("test/confusion_matrix", confusion_figure(self._confusion_matrix, names), step)
         if self.num_embedded:
@@ -210,5 +207,5 @@ class TensorBoardVisuals(pl.Callback):
             with torch.no_grad():
                 features = pl_module.penultimate(x[:m])
             writer.add_embedding(features.float().cpu(), metadata=[names[int(c)] for c in y[:m]],
-                                 label_img=self._pixels(dm, x[:m]).float().cpu(), global_step=step,
+                                 label_img=x[:m].float().cpu(), global_step=step,
                                  tag="test/penultimate_features")

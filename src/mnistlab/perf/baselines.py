@@ -15,8 +15,8 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from .datasets import locate_split
-from .train import build_datamodule, build_model, configure_device
+from ..data.datasets import locate_split
+from ..training.build import build_datamodule, build_model, configure_device
 
 
 class StepTimer(pl.Callback):
@@ -75,7 +75,6 @@ def textbook_loader(cfg, batch_size: int):
                                 scale=(1 - aug.scale, 1 + aug.scale)),
         transforms.ColorJitter(brightness=aug.brightness, contrast=aug.contrast),
         transforms.ToTensor(),
-        transforms.Normalize((0.1307,), (0.3081,)),
     ])
     dataset = torchvision.datasets.MNIST(str(root), train=True, transform=transform, download=False)
     workers = min(4, os.cpu_count() or 1)
@@ -86,7 +85,8 @@ def textbook_loader(cfg, batch_size: int):
 def bare_loop(cfg, warmup: int, steps: int) -> float:
     """The same data path and network in a plain loop: what Lightning's per-step cost is measured against."""
     device = training_device(cfg)
-    datamodule, module = build_datamodule(cfg), build_model(cfg).to(device)
+    datamodule = build_datamodule(cfg)
+    module = build_model(cfg, datamodule.input_stats).to(device)
     datamodule.setup("fit")
     if device.type == "cuda":
         datamodule.train_set = tuple(t.to(device) for t in datamodule.train_set)
@@ -133,5 +133,6 @@ def lightning_floor(cfg, timer: StepTimer) -> float:
     trainer = pl.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
                          precision=cfg.trainer.precision, logger=False, callbacks=[timer],
                          enable_progress_bar=False, enable_model_summary=False, **trainer_limits(timer))
-    trainer.fit(LossOnly(build_model(cfg)), datamodule=build_datamodule(cfg))
+    datamodule = build_datamodule(cfg)
+    trainer.fit(LossOnly(build_model(cfg, datamodule.input_stats)), datamodule=datamodule)
     return timer.images_per_second

@@ -1,4 +1,4 @@
-"""The MNIST-family LightningDataModule: uint8 tensors in memory, batches by index, augmentation on device."""
+"""The MNIST-family LightningDataModule: uint8 tensors in memory, batched by index, augmented on the device."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from ..config import rules
 from .augment import BatchAugment
 from .datasets import dataset_info, load_split, locate_split
-from .errors import ConfigError
 
 
 class EpochSampler:
@@ -101,11 +101,10 @@ class MNISTDataModule(pl.LightningDataModule):
         augment: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if batch_size <= 0 or eval_batch_size <= 0:
-            raise ConfigError(
-                f"data.batch_size and data.eval_batch_size must be > 0, got {batch_size}, {eval_batch_size}")
-        if not 0.0 < val_fraction < 1.0:
-            raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+        rules.positive("data.batch_size", batch_size, whole=True)
+        rules.positive("data.eval_batch_size", eval_batch_size, whole=True)
+        rules.open_fraction("data.val_fraction", val_fraction)
+        rules.switch("data.normalize", normalize)
         augment = dict(augment or {})
         self.save_hyperparameters(
             dict(dataset=dataset, data_dir=data_dir, download=download, batch_size=batch_size,
@@ -114,8 +113,6 @@ class MNISTDataModule(pl.LightningDataModule):
         )
         self.info = dataset_info(dataset)
         self.augment = BatchAugment(**augment)
-        # Without normalization the network sees pixels in [0, 1], as in the TensorFlow tutorials.
-        self.mean, self.std = (self.info.mean, self.info.std) if normalize else (0.0, 1.0)
         self.train_set: tuple[torch.Tensor, torch.Tensor] | None = None
         self.val_set: tuple[torch.Tensor, torch.Tensor] | None = None
         self.test_set: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -125,6 +122,12 @@ class MNISTDataModule(pl.LightningDataModule):
     @property
     def classes(self) -> tuple[str, ...]:
         return self.info.classes
+
+    @property
+    def input_stats(self) -> tuple[float, float]:
+        """``(mean, std)`` the network standardizes its pixels with; ``normalize=false`` feeds them as they
+        are, in [0, 1], as the TensorFlow tutorials do."""
+        return (self.info.mean, self.info.std) if self.hparams.normalize else (0.0, 1.0)
 
     def prepare_data(self) -> None:
         # Runs on one process per node: download here so DDP ranks do not race for the files.
@@ -188,13 +191,13 @@ class MNISTDataModule(pl.LightningDataModule):
         return self._generator
 
     def prepare_batch(self, batch, train: bool, generator: torch.Generator | None = None):
-        """uint8 ``[N, H, W]`` -> normalized float ``[N, 1, H, W]``, augmented when ``train`` (drawing from
-        ``generator`` if given, else from the run's own augmentation RNG)."""
+        """uint8 ``[N, H, W]`` -> float pixels ``[N, 1, H, W]`` in [0, 1], augmented when ``train`` (drawing
+        from ``generator`` if given, else from the run's own augmentation RNG). The network normalizes."""
         images, labels = batch
         x = images.unsqueeze(1).float().div_(255.0) if images.dtype == torch.uint8 else images
         if train and self.augment.enabled:
             x = self.augment(x, generator=generator if generator is not None else self.generator(x.device))
-        return (x - self.mean) / self.std, labels
+        return x, labels
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         if isinstance(batch, torch.Tensor):  # model.example_input_array on its way to the graph logger

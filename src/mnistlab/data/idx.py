@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import DataError
+from ..errors import DataError
 
 # IDX type codes (third magic byte) -> numpy big-endian dtype.
 _IDX_TYPES = {

@@ -11,15 +11,17 @@ import math
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, OneCycleLR
 
-from .errors import ConfigError
+from ..config import rules
+
+KEY = "scheduler.scheduler"
 
 
 class ExponentialDecay:
     """``decay_rate ** (step / decay_steps)``, floored with ``staircase``: TF's ``exponential_decay``."""
 
     def __init__(self, decay_steps: int, decay_rate: float, staircase: bool = False) -> None:
-        if decay_steps <= 0 or decay_rate <= 0:
-            raise ConfigError(f"scheduler needs decay_steps > 0 and decay_rate > 0, got {decay_steps}, {decay_rate}")
+        rules.positive(f"{KEY}.decay_steps", decay_steps, whole=True)
+        rules.positive(f"{KEY}.decay_rate", decay_rate)
         self.decay_steps, self.decay_rate, self.staircase = decay_steps, decay_rate, staircase
 
     def __call__(self, step: int) -> float:
@@ -31,6 +33,8 @@ class WarmupCosine:
     """Linear warm-up over ``warmup_steps``, then cosine from 1 down to ``min_ratio`` at ``total_steps``."""
 
     def __init__(self, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.0) -> None:
+        rules.non_negative(f"{KEY}.warmup_steps", warmup_steps, whole=True)
+        rules.check(f"{KEY}.min_ratio", min_ratio, lambda v: 0 <= v <= 1, "must be in [0, 1]")
         self.total_steps, self.warmup_steps, self.min_ratio = max(1, total_steps), warmup_steps, min_ratio
 
     def __call__(self, step: int) -> float:
@@ -52,6 +56,9 @@ def cosine(optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, min_ra
 def one_cycle(optimizer: Optimizer, total_steps: int, max_lr_factor: float = 10.0,
               pct_start: float = 0.25) -> OneCycleLR:
     """One-cycle policy peaking at ``max_lr_factor`` x the optimizer's configured learning rate."""
+    # torch's own checks fail mid-fit with a traceback, and a negative peak would climb the loss
+    rules.positive(f"{KEY}.max_lr_factor", max_lr_factor)
+    rules.open_fraction(f"{KEY}.pct_start", pct_start)
     max_lr = [group["lr"] * max_lr_factor for group in optimizer.param_groups]
     defaults = optimizer.defaults
     has_momentum = "betas" in defaults or defaults.get("momentum", 0) > 0

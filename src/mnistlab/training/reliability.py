@@ -1,17 +1,16 @@
-"""Losing nothing and explaining everything: divergence stops, interrupt checkpoints, resume checks."""
+"""Callbacks that lose nothing and explain why a run stopped: the divergence guard, the interrupt checkpoint."""
 
 from __future__ import annotations
 
 import math
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from .errors import CheckpointError, MnistlabError
+from ..errors import MnistlabError
 
 
 class DivergenceError(MnistlabError):
@@ -80,39 +79,3 @@ class InterruptCheckpoint(pl.Callback):
             kind = "SIGTERM" if isinstance(exception, SIGTERMException) else "interrupt"
             print(f"{kind} at step {trainer.global_step}: saved {self.path}; resume with ckpt_path={self.path}",
                   file=sys.stderr, flush=True)
-
-
-def save_rng_states(checkpoint: dict[str, Any]) -> None:
-    """Global RNG states (dropout and anything else drawing from torch's default generators)."""
-    states: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    checkpoint["rng_states"] = states
-
-
-def restore_rng_states(states: dict[str, Any] | None) -> None:
-    if not states:
-        return
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def check_resumable(checkpoint: dict[str, Any], model: pl.LightningModule, path: str | Path) -> None:
-    """The checkpoint must hold this run's kind of model with the same tensor shapes."""
-    stored = (checkpoint.get("mnistlab") or {}).get("module")
-    if stored is not None and stored != type(model).__name__:
-        raise CheckpointError(f"{path}: holds a {stored} but this run builds a {type(model).__name__}; "
-                              "pick the model/config the checkpoint was trained with")
-    expected = model.state_dict()
-    for name, tensor in checkpoint["state_dict"].items():
-        if name in expected and tuple(expected[name].shape) != tuple(tensor.shape):
-            raise CheckpointError(
-                f"{path}: {name} has shape {tuple(tensor.shape)} but this run's config builds "
-                f"{tuple(expected[name].shape)}; resume with the config the checkpoint was trained with "
-                f"(its model.net: {checkpoint.get('hyper_parameters', {}).get('net')})"
-            )
-    metric_state = ("train_", "val_", "test_")
-    missing = [k for k in expected if k not in checkpoint["state_dict"] and not k.startswith(metric_state)]
-    if missing:
-        raise CheckpointError(f"{path}: lacks {missing[:3]} that this run's model has; the configs differ")

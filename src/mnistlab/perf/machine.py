@@ -8,10 +8,10 @@ import os
 import platform
 from pathlib import Path
 
-import torch
-
 
 def machine() -> str:
+    import torch  # here: the results and speedrun tools read this string without training anything
+
     if torch.cuda.is_available():
         device = f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores"
     else:
@@ -44,5 +44,7 @@ def drop_failing_nvml_check() -> None:
     each call tries to load NVML, fails (~70 us) and falls back to the CUDA runtime's count, and Adam and
     AdamW ask in every ``step()``. Dropping the variable there gives the same answer without the failed load.
     """
+    import torch
+
     if os.environ.get(NVML_CHECK) == "1" and torch.backends.cuda.is_built() and not nvml_loads():
         del os.environ[NVML_CHECK]

@@ -11,13 +11,14 @@ from typing import Any
 
 import torch
 
-from . import modules
-from .datasets import dataset_info
-from .errors import CheckpointError
+from ..data.datasets import ENV_DATA_DIR, dataset_info
+from ..errors import CheckpointError
+from ..models import classifier
 
 MODULE_CLASSES = {
     cls.__name__: cls
-    for cls in (modules.SoftmaxClassifier, modules.DNNClassifier, modules.CNNClassifier, modules.LeNet5Classifier)
+    for cls in (classifier.SoftmaxClassifier, classifier.DNNClassifier, classifier.CNNClassifier,
+                classifier.LeNet5Classifier)
 }
 
 
@@ -47,13 +48,26 @@ def module_class_name(checkpoint: dict[str, Any]) -> str | None:
     return (checkpoint.get("mnistlab") or {}).get("module")
 
 
-def build_module(checkpoint: dict[str, Any], path: str | Path = "checkpoint") -> modules.ClassifierModule:
+def stored_hparams(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The classifier's constructor arguments, also for checkpoints written before the network normalized
+    its own input and before ``model.net.dropout`` was the one dropout key."""
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    if "input_mean" not in hparams:
+        hparams["input_mean"], hparams["input_std"] = normalization_of(checkpoint)
+    regularization = dict(hparams.get("regularization") or {})
+    dropout = regularization.pop("dropout", None)
+    if dropout is not None:  # it overrode model.net.dropout then, and shapes the DNN's layer indices
+        hparams["net"] = {**(hparams.get("net") or {}), "dropout": dropout}
+    hparams["regularization"] = regularization
+    return hparams
+
+
+def build_module(checkpoint: dict[str, Any], path: str | Path = "checkpoint") -> classifier.ClassifierModule:
     """The LightningModule stored in a checkpoint, weights loaded, in eval mode."""
     name = module_class_name(checkpoint)
     if name not in MODULE_CLASSES:
         raise CheckpointError(f"{path}: not an mnistlab model checkpoint (model class {name!r})")
-    hparams = checkpoint.get("hyper_parameters") or {}
-    module = MODULE_CLASSES[name](**{**hparams, "compile": False})
+    module = MODULE_CLASSES[name](**{**stored_hparams(checkpoint), "compile": False})
     missing, unexpected = module.load_state_dict(checkpoint["state_dict"], strict=False)
     missing = [k for k in missing if not k.startswith(("train_", "val_", "test_"))]
     if missing or unexpected:
@@ -69,7 +83,7 @@ def dataset_of(checkpoint: dict[str, Any]) -> str:
 
 
 def normalization_of(checkpoint: dict[str, Any]) -> tuple[float, float]:
-    """The ``(mean, std)`` the model's inputs were normalized with during training."""
+    """The ``(mean, std)`` the training pixels were standardized with (read from the DataModule's settings)."""
     saved = checkpoint.get("datamodule_hyper_parameters") or {}
     if not saved.get("normalize", True):
         return 0.0, 1.0
@@ -86,8 +100,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu"):
 def datamodule_for(checkpoint: dict[str, Any], data_dir: str | None = None, dataset: str | None = None,
                    eval_batch_size: int = 1000):
     """A DataModule for the checkpoint's dataset (or ``dataset``), without augmentation."""
-    from .data import MNISTDataModule
-    from .datasets import ENV_DATA_DIR
+    from ..data.datamodule import MNISTDataModule
 
     saved = checkpoint.get("datamodule_hyper_parameters") or {}
     return MNISTDataModule(
@@ -99,3 +112,23 @@ def datamodule_for(checkpoint: dict[str, Any], data_dir: str | None = None, data
         split_seed=saved.get("split_seed", 0),
         normalize=saved.get("normalize", True),
     )
+
+
+def check_resumable(checkpoint: dict[str, Any], model, path: str | Path) -> None:
+    """The checkpoint must hold this run's kind of model with the same tensor shapes."""
+    stored = module_class_name(checkpoint)
+    if stored is not None and stored != type(model).__name__:
+        raise CheckpointError(f"{path}: holds a {stored} but this run builds a {type(model).__name__}; "
+                              "pick the model/config the checkpoint was trained with")
+    expected = model.state_dict()
+    for name, tensor in checkpoint["state_dict"].items():
+        if name in expected and tuple(expected[name].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"{path}: {name} has shape {tuple(tensor.shape)} but this run's config builds "
+                f"{tuple(expected[name].shape)}; resume with the config the checkpoint was trained with "
+                f"(its model.net: {checkpoint.get('hyper_parameters', {}).get('net')})"
+            )
+    metric_state = ("train_", "val_", "test_")
+    missing = [k for k in expected if k not in checkpoint["state_dict"] and not k.startswith(metric_state)]
+    if missing:
+        raise CheckpointError(f"{path}: lacks {missing[:3]} that this run's model has; the configs differ")

@@ -15,9 +15,9 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from ..config import rules
+from ..errors import ConfigError
 from . import nets
-from .errors import ConfigError
-from .reliability import restore_rng_states, save_rng_states
 
 
 def plain(value: Any) -> Any:
@@ -31,9 +31,45 @@ def plain(value: Any) -> Any:
     return value
 
 
+def save_rng_states(checkpoint: dict[str, Any]) -> None:
+    """Global RNG states (dropout and anything else drawing from torch's default generators)."""
+    states: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    checkpoint["rng_states"] = states
+
+
+def restore_rng_states(states: dict[str, Any] | None) -> None:
+    if not states:
+        return
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def eval_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``val/loss`` and ``test/loss``: plain cross-entropy, whatever the training loss smooths."""
+    return F.cross_entropy(logits.float(), labels)
+
+
+def check_optimizer(spec: Mapping[str, Any]) -> None:
+    """The optimizer's own arguments, in the config's words (torch's messages name no key)."""
+    if spec.get("lr") is not None:
+        rules.positive("optimizer.lr", spec["lr"])
+    if spec.get("weight_decay") is not None:
+        rules.non_negative("optimizer.weight_decay", spec["weight_decay"])
+    if spec.get("momentum") is not None:
+        rules.fraction("optimizer.momentum", spec["momentum"])
+    betas = spec.get("betas")
+    if betas is not None and (len(betas) != 2 or not all(
+            isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
+        raise ConfigError(f"optimizer.betas must be two numbers in [0, 1), got {list(betas)}")
+
+
 class ClassifierModule(pl.LightningModule):
     """Shared logic for every network: cross-entropy (optionally label-smoothed in training), accuracy
-    (top-1/top-5), L1/L2, optimizers, schedules."""
+    (top-1/top-5), L1/L2, optimizers, schedules. Takes pixels in [0, 1]: the network standardizes them with
+    ``input_mean`` and ``input_std`` (the DataModule's ``input_stats``)."""
 
     net_class: ClassVar[type[nn.Module]]
 
@@ -46,25 +82,22 @@ class ClassifierModule(pl.LightningModule):
         num_classes: int = 10,
         channels_last: bool = False,
         compile: bool = False,
+        input_mean: float = 0.0,
+        input_std: float = 1.0,
     ) -> None:
         super().__init__()
         net, optimizer, scheduler, regularization = map(plain, (net or {}, optimizer, scheduler, regularization or {}))
         self.save_hyperparameters(
             dict(net=net, optimizer=optimizer, scheduler=scheduler, regularization=regularization,
-                 num_classes=num_classes, channels_last=channels_last, compile=compile)
+                 num_classes=num_classes, channels_last=channels_last, compile=compile,
+                 input_mean=input_mean, input_std=input_std)
         )
-        self.l1 = float(regularization.get("l1") or 0.0)
-        self.l2 = float(regularization.get("l2") or 0.0)
-        if self.l1 < 0 or self.l2 < 0:
-            raise ConfigError(f"regularization.l1 and regularization.l2 must be >= 0, got {self.l1}, {self.l2}")
-        self.label_smoothing = float(regularization.get("label_smoothing") or 0.0)
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError(f"regularization.label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        net_kwargs = dict(net, num_classes=num_classes)
-        if regularization.get("dropout") is not None:
-            net_kwargs["dropout"] = regularization["dropout"]
+        self.l1 = float(rules.non_negative("regularization.l1", regularization.get("l1") or 0.0))
+        self.l2 = float(rules.non_negative("regularization.l2", regularization.get("l2") or 0.0))
+        self.label_smoothing = float(rules.fraction("regularization.label_smoothing",
+                                                    regularization.get("label_smoothing") or 0.0))
         try:
-            self.net = self.net_class(**net_kwargs)
+            self.net = self.net_class(**net, num_classes=num_classes, input_mean=input_mean, input_std=input_std)
         except TypeError as err:
             raise ConfigError(f"model.net: {err}") from None
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -143,7 +176,7 @@ class ClassifierModule(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss_metric: MeanMetric = getattr(self, f"{stage}_loss")
-        loss_metric.update(F.cross_entropy(logits, y), weight=len(y))
+        loss_metric.update(eval_loss(logits, y), weight=len(y))
         getattr(self, f"{stage}_acc").update(logits, y)
         getattr(self, f"{stage}_acc_top5").update(logits, y)
         for name in ("loss", "acc", "acc_top5"):
@@ -206,6 +239,7 @@ class ClassifierModule(pl.LightningModule):
         if not self.hparams.optimizer:
             raise ConfigError("no optimizer configured (choose optimizer=sgd|momentum|nesterov|adam|adamw|rmsprop)")
         spec = dict(self.hparams.optimizer)
+        check_optimizer(spec)
         trainer = self._trainer
         if (spec.get("fused") and trainer is not None and "mixed" in str(trainer.precision)
                 and trainer.gradient_clip_val):
@@ -217,16 +251,24 @@ class ClassifierModule(pl.LightningModule):
         except ValueError as err:  # torch's own argument checks: "Invalid epsilon value: -1"
             raise ConfigError(f"optimizer: {err}") from None
 
-    def configure_optimizers(self):
-        optimizer = self.build_optimizer()
+    def build_scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int | None = None):
+        """The configured schedule over ``optimizer`` (None without one); ``total_steps`` defaults to the
+        Trainer's estimate of the fit's optimizer steps."""
         spec = self.hparams.scheduler or {}
         if spec.get("scheduler") is None:
-            return optimizer
+            return None
         factory = instantiate(spec["scheduler"], _partial_=True)
         kwargs = {}
         if "total_steps" in inspect.signature(factory.func).parameters and "total_steps" not in factory.keywords:
-            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
-        scheduler = factory(optimizer, **kwargs)
+            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches) if total_steps is None else total_steps
+        return factory(optimizer, **kwargs)
+
+    def configure_optimizers(self):
+        optimizer = self.build_optimizer()
+        scheduler = self.build_scheduler(optimizer)
+        if scheduler is None:
+            return optimizer
+        spec = self.hparams.scheduler
         config = {"scheduler": scheduler, "interval": spec.get("interval", "step"),
                   "frequency": spec.get("frequency", 1)}
         if spec.get("monitor"):

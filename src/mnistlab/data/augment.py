@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .errors import ConfigError
+from ..config import rules
+from ..errors import ConfigError
 
 
 @dataclass
@@ -54,11 +55,9 @@ class BatchAugment(torch.nn.Module):
         super().__init__()
         settings = dict(rotation=rotation, shift=shift, scale=scale, brightness=brightness, contrast=contrast)
         for key, value in settings.items():
-            if value < 0:
-                raise ConfigError(f"augment.{key} must be >= 0, got {value}")
+            rules.non_negative(f"augment.{key}", value)
         for key, value in dict(hflip=hflip, vflip=vflip).items():
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"augment.{key} is a probability and must be in [0, 1], got {value}")
+            rules.probability(f"augment.{key}", value)
         if scale >= 1:
             raise ConfigError(f"augment.scale must be < 1 (zoom in [1-scale, 1+scale]), got {scale}")
         self.rotation, self.shift, self.scale = rotation, shift, scale

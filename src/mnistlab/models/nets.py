@@ -1,6 +1,7 @@
 """Plain ``nn.Module`` networks: softmax regression, the tutorial DNN, the Keras CNN and LeNet-5.
 
-Every network takes normalized images ``[N, 1, 28, 28]`` and returns logits ``[N, 10]``.
+Every network takes pixels in [0, 1], ``[N, 1, 28, 28]``, and returns logits ``[N, 10]``: it standardizes its
+input itself (``Normalize``, with the training set's mean and std), so every tool and export feeds pixels.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from ..config import rules
+from ..errors import ConfigError
+from .layers import CenterCrop, Normalize
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -35,9 +38,7 @@ def make_activation(name: str) -> nn.Module:
 
 
 def check_dropout(dropout: float) -> float:
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
-    return dropout
+    return rules.fraction("model.net.dropout", dropout)
 
 
 def is_size(value: Any) -> bool:
@@ -45,10 +46,7 @@ def is_size(value: Any) -> bool:
 
 
 def check_switch(name: str, value: Any) -> bool:
-    # Hydra passes a mistyped `true` on as a string, which Python would take as true
-    if not isinstance(value, bool):
-        raise ConfigError(f"model.net.{name} must be true or false, got {value!r}")
-    return value
+    return rules.switch(f"model.net.{name}", value)
 
 
 def layer_io(net: nn.Module, layer: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,13 +88,15 @@ def init_weights(module: nn.Module, scheme: str) -> None:
 class SoftmaxRegression(nn.Module):
     """784 -> 10: the first lesson; dropout (if any) acts on the input pixels."""
 
-    def __init__(self, num_classes: int = 10, dropout: float = 0.0, init: str = "default") -> None:
+    def __init__(self, num_classes: int = 10, dropout: float = 0.0, init: str = "default",
+                 input_mean: float = 0.0, input_std: float = 1.0) -> None:
         super().__init__()
+        self.normalize = Normalize(input_mean, input_std)
         self.layers = nn.Sequential(nn.Flatten(), nn.Dropout(check_dropout(dropout)), nn.Linear(28 * 28, num_classes))
         init_weights(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        return self.layers(self.normalize(x))
 
 
 class DNN(nn.Module):
@@ -110,8 +110,11 @@ class DNN(nn.Module):
         dropout: float = 0.0,
         init: str = "truncated_normal",
         num_classes: int = 10,
+        input_mean: float = 0.0,
+        input_std: float = 1.0,
     ) -> None:
         super().__init__()
+        self.normalize = Normalize(input_mean, input_std)
         check_dropout(dropout)
         check_switch("batch_norm", batch_norm)
         if not all(is_size(h) for h in hidden):
@@ -131,25 +134,7 @@ class DNN(nn.Module):
         init_weights(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
-
-
-class CenterCrop(nn.Module):
-    """The central ``side x side`` pixels of a 28x28 image.
-
-    Fixed offsets rather than torchvision's ``CenterCrop``: that one rounds the input's size at run time,
-    which ``torch.export`` (the ONNX exporter) cannot trace with a dynamic batch.
-    """
-
-    def __init__(self, side: int, image_side: int = 28) -> None:
-        super().__init__()
-        self.side, self.start = side, (image_side - side) // 2
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[..., self.start:self.start + self.side, self.start:self.start + self.side]
-
-    def extra_repr(self) -> str:
-        return f"side={self.side}"
+        return self.layers(self.normalize(x))
 
 
 def conv_block(cin: int, cout: int, kernel: int, batch_norm: bool, act: str, stride: int = 1) -> list[nn.Module]:
@@ -197,8 +182,11 @@ class CNN(nn.Module):
         pool: str | Sequence[str] = "max",
         pool_before_norm: bool = False,
         center_crop: int | None = None,
+        input_mean: float = 0.0,
+        input_std: float = 1.0,
     ) -> None:
         super().__init__()
+        self.normalize = Normalize(input_mean, input_std)
         check_dropout(dropout)
         if center_crop is not None and not (is_size(center_crop) and center_crop <= 28):
             raise ConfigError(f"model.net.center_crop must be a side length from 1 to 28 pixels, got {center_crop}")
@@ -250,7 +238,7 @@ class CNN(nn.Module):
         init_weights(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        return self.classifier(self.features(self.normalize(x)))
 
 
 class LeNet5(nn.Module):
@@ -263,8 +251,11 @@ class LeNet5(nn.Module):
         dropout: float = 0.0,
         init: str = "default",
         num_classes: int = 10,
+        input_mean: float = 0.0,
+        input_std: float = 1.0,
     ) -> None:
         super().__init__()
+        self.normalize = Normalize(input_mean, input_std)
         check_dropout(dropout)
         check_switch("batch_norm", batch_norm)
         self.features = nn.Sequential(
@@ -288,4 +279,4 @@ class LeNet5(nn.Module):
         init_weights(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        return self.classifier(self.features(self.normalize(x)))

@@ -1,0 +1,52 @@
+"""The one entry helper of the Hydra commands: pre-flight the command line, run Hydra, errors as one line."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from .config.compose import CONFIG_DIR, check_required, compose, in_multirun
+from .errors import ConfigError, debug_enabled, report_errors
+
+T = TypeVar("T")
+
+
+def preflight_overrides(argv: Sequence[str], config_name: str = "train") -> None:
+    """Compose the command line once before Hydra does, so a typo costs one clear line and writes nothing.
+
+    Sweeps (``-m``) and Hydra's own flags (``--help``, ``--cfg``) are left to Hydra: a sweep's values are
+    lists that only the sweeper expands.
+    """
+    if any(a in ("-m", "--multirun") or a.startswith(("-", "hparams_search=")) for a in argv):
+        return
+    overrides = [a for a in argv if not a.startswith("hydra")]
+    try:
+        cfg = compose(overrides, config_name=config_name)
+        if config_name != "train":
+            check_required(cfg, config_name)
+    except ConfigError as err:
+        if debug_enabled():  # the traceback shows Hydra's own error as the cause
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def hydra_command(config_name: str, run: Callable, multirun: Callable | None = None) -> Callable[[], T]:
+    """``main()`` for ``python -m mnistlab.<config_name>``: ``run(cfg)`` under ``@hydra.main`` with its
+    root config, the command line pre-flighted, a user's error one ``error:`` line and exit code 2.
+    ``multirun(cfg)``, when given, runs each job of a sweep instead (it reports its own errors)."""
+    import hydra
+
+    def task(cfg):
+        if multirun is not None and in_multirun():
+            return multirun(cfg)
+        return report_errors(run)(cfg)
+
+    hydra_main = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(task)
+
+    def main() -> T:
+        preflight_overrides(sys.argv[1:], config_name)
+        return hydra_main()
+
+    return main

@@ -1,0 +1,63 @@
+"""Checks of the values that no mnistlab constructor owns: the Trainer's, torch's schedulers', the device.
+
+The DataModule, augmentation, networks, classifier and schedules check their own keys when they are
+built (``config.rules``); ``training.preflight`` builds them before anything is written.
+"""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ..errors import ConfigError
+from . import rules
+
+
+def _limit(key: str, value) -> None:
+    rules.check(key, value, lambda v: v == -1 or v > 0, "must be > 0 (or -1 for no limit)", whole=True)
+
+
+def check_device(cfg: DictConfig) -> None:
+    """A GPU asked for must exist, and bf16 must be supported where it will run."""
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
+    precision = str(OmegaConf.select(cfg, "trainer.precision", default="32-true"))
+    gpu = torch.cuda.is_available()
+    if accelerator in ("gpu", "cuda") and not gpu:
+        raise ConfigError(f"trainer.accelerator={accelerator}: PyTorch sees no CUDA GPU here; "
+                          "use trainer.accelerator=auto or cpu")
+    if precision.startswith("bf16") and gpu and accelerator in ("gpu", "cuda", "auto") \
+            and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"trainer.precision={precision}: {torch.cuda.get_device_name(0)} has no bfloat16 "
+                          "support; use trainer.precision=16-mixed or 32-true")
+
+
+# torch's own schedulers take these unchecked (a zero step size divides by zero mid-fit)
+_TORCH_SCHEDULER_RULES = {
+    "step_size": lambda key, v: rules.positive(key, v, whole=True),
+    "gamma": rules.positive,
+    "factor": rules.open_fraction,
+    "patience": lambda key, v: rules.non_negative(key, v, whole=True),
+}
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Refuse impossible Trainer, seed and device values before any data is loaded or file written."""
+    for key in ("trainer.max_epochs", "trainer.max_steps"):
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None:
+            _limit(key, value)
+    clip = OmegaConf.select(cfg, "trainer.gradient_clip_val", default=None)
+    if clip is not None:
+        rules.check("trainer.gradient_clip_val", clip, lambda v: v > 0, "must be > 0 (or null for no clipping)")
+    scheduler = OmegaConf.select(cfg, "scheduler.scheduler", default=None) or {}
+    if str(scheduler.get("_target_", "")).startswith("torch."):
+        for name, rule in _TORCH_SCHEDULER_RULES.items():
+            if scheduler.get(name) is not None:
+                rule(f"scheduler.scheduler.{name}", scheduler[name])
+    seed = cfg.get("seed")
+    if seed is not None:
+        rules.whole_number("seed", seed)
+    check_device(cfg)
+    precision = cfg.get("float32_matmul_precision")
+    if precision not in (None, "highest", "high", "medium"):
+        raise ConfigError(f"float32_matmul_precision must be highest, high or medium, got {precision!r}")

@@ -1,0 +1,60 @@
+"""The one way a config value is judged and refused: each owner (DataModule, augmentation, network,
+classifier, schedule) checks its own keys with these, so a rule and its message exist once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ConfigError
+
+
+def number(key: str, value: Any, whole: bool = False) -> Any:
+    """A YAML number (a mistyped ``abc`` or ``true`` arrives as a string or bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    if whole and not isinstance(value, int):
+        raise ConfigError(f"{key} must be a whole number, got {value}")
+    return value
+
+
+def whole_number(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key} must be a whole number, got {value!r}")
+    return value
+
+
+def check(key: str, value: Any, ok: Callable[[Any], bool], rule: str, whole: bool = False) -> Any:
+    """``value`` if it is a number for which ``ok`` holds, else one line: ``<key> <rule>, got <value>``."""
+    number(key, value, whole)
+    if not ok(value):
+        raise ConfigError(f"{key} {rule}, got {value}")
+    return value
+
+
+def positive(key: str, value: Any, whole: bool = False) -> Any:
+    return check(key, value, lambda v: v > 0, "must be > 0", whole)
+
+
+def non_negative(key: str, value: Any, whole: bool = False) -> Any:
+    return check(key, value, lambda v: v >= 0, "must be >= 0", whole)
+
+
+def fraction(key: str, value: Any) -> float:
+    """A rate in [0, 1): dropout, label smoothing, momentum."""
+    return check(key, value, lambda v: 0 <= v < 1, "must be in [0, 1)")
+
+
+def open_fraction(key: str, value: Any) -> float:
+    return check(key, value, lambda v: 0 < v < 1, "must be in (0, 1)")
+
+
+def probability(key: str, value: Any) -> float:
+    return check(key, value, lambda v: 0 <= v <= 1, "is a probability and must be in [0, 1]")
+
+
+def switch(key: str, value: Any) -> bool:
+    # Hydra passes a mistyped `true` on as a string, which Python would take as true
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    return value

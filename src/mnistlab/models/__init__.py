@@ -1,0 +1,1 @@
+"""The model side: plain networks, the Lightning classifier around them, schedules, batched inference."""

@@ -1,0 +1,91 @@
+"""A composed config -> the DataModule, LightningModule and Trainer it describes, and the pre-flight that
+builds the cheap parts first so every owner checks its own values before anything is written."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint, ModelSummary, ProgressBar
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
+
+from ..config.checks import check_config
+from ..errors import ConfigError, user_error
+from ..perf.machine import drop_failing_nvml_check
+
+
+def instantiate_dict(section: DictConfig | None) -> list[Any]:
+    return [instantiate(item) for item in (section or {}).values() if item is not None and "_target_" in item]
+
+
+def _instantiate(node: DictConfig, **kwargs):
+    """``instantiate``, with a constructor's own ``MnistlabError`` (which Hydra wraps) raised as itself."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = user_error(err)
+        if cause is None:
+            raise
+        raise cause from None
+
+
+def build_datamodule(cfg: DictConfig):
+    return _instantiate(cfg.data, augment=OmegaConf.to_container(cfg.augment, resolve=True), _recursive_=False)
+
+
+def build_model(cfg: DictConfig, input_stats: tuple[float, float] | None = None):
+    """The LightningModule; its network standardizes pixels with the data's ``input_stats``."""
+    mean, std = input_stats if input_stats is not None else build_datamodule(cfg).input_stats
+    return _instantiate(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.scheduler,
+                        regularization=cfg.regularization, input_mean=mean, input_std=std, _recursive_=False)
+
+
+def check_buildable(cfg: DictConfig) -> None:
+    """Every value checked by its owner, before any data is loaded or file written: the Trainer-level
+    checks, then the DataModule, the model, its optimizer and its schedule are built (milliseconds)."""
+    check_config(cfg)
+    model = build_model(cfg, build_datamodule(cfg).input_stats)
+    model.build_scheduler(model.build_optimizer(), total_steps=1000)
+
+
+# Lightning adds its own progress bar (refreshed every step), model summary (a forward pass and a table,
+# inside the fit) and checkpoint callback when none of the kind is configured.
+_LIGHTNING_DEFAULTS = {"enable_progress_bar": ProgressBar, "enable_model_summary": ModelSummary,
+                       "enable_checkpointing": ModelCheckpoint}
+
+
+def switched_off_defaults(callbacks: list, trainer_cfg: DictConfig) -> dict[str, bool]:
+    """Trainer flags that keep ``callbacks.<name>=null`` off instead of swapping in Lightning's default."""
+    return {flag: False for flag, kind in _LIGHTNING_DEFAULTS.items()
+            if trainer_cfg.get(flag) is None and not any(isinstance(c, kind) for c in callbacks)}
+
+
+def build(cfg: DictConfig, extra_callbacks: list | None = None, **trainer_overrides):
+    """The DataModule, LightningModule and Trainer a composed config describes."""
+    # the model first: a network's own checks fail before the Trainer prints or creates anything
+    datamodule = build_datamodule(cfg)
+    model = build_model(cfg, datamodule.input_stats)
+    # extra callbacks (timers) first: their epoch-end hooks run before the configured callbacks' work
+    callbacks = [*(extra_callbacks or []), *instantiate_dict(cfg.get("callbacks"))]
+    loggers = instantiate_dict(cfg.get("logger"))
+    trainer_kwargs = {"callbacks": callbacks, "logger": loggers or False,
+                      **switched_off_defaults(callbacks, cfg.trainer), **trainer_overrides}
+    try:
+        trainer: pl.Trainer = instantiate(cfg.trainer, **trainer_kwargs)
+    except InstantiationException as err:
+        # Lightning checks its arguments itself (precision, accelerator, devices): its message is the line
+        if isinstance(err.__cause__, (ValueError, MisconfigurationException, ModuleNotFoundError)):
+            raise ConfigError(f"trainer: {err.__cause__}") from None
+        raise
+    configure_device(cfg, trainer.strategy.root_device)
+    return datamodule, model, trainer
+
+
+def configure_device(cfg: DictConfig, device: torch.device) -> None:
+    drop_failing_nvml_check()  # after Lightning's import, which sets the variable
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision") or "highest")

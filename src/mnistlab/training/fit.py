@@ -1,0 +1,102 @@
+"""One training job: fit, test the best checkpoint (or the final weights), write ``metrics.json``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from ..config.rundir import refuse_to_overwrite
+from ..errors import silence_library_noise, user_error
+from ..io import write_json
+from ..perf.machine import machine
+from .build import build, check_buildable
+from .callbacks import DeviceWarmup, SpeedMonitor
+from .checkpoints import check_resumable, load_checkpoint
+
+
+def logged_hparams(cfg: DictConfig) -> dict[str, Any]:
+    keep = ("data", "augment", "model", "optimizer", "scheduler", "regularization")
+    params: dict[str, Any] = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in keep if key in cfg}
+    params["seed"] = cfg.seed
+    params["trainer"] = {k: cfg.trainer.get(k) for k in ("max_epochs", "precision", "gradient_clip_val")}
+    params["callbacks"] = HydraConfig.get().runtime.choices.get("callbacks") if HydraConfig.initialized() else None
+    return params
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run one training job described by a composed config; returns the metrics written to metrics.json."""
+    silence_library_noise()
+    check_buildable(cfg)
+    run_dir = Path(cfg.trainer.default_root_dir)
+    ckpt_path = cfg.get("ckpt_path")
+    refuse_to_overwrite(run_dir, ckpt_path)
+    resume_from = load_checkpoint(ckpt_path) if ckpt_path else None  # weights_only: never runs pickled code
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    speed = SpeedMonitor()
+    datamodule, model, trainer = build(cfg, extra_callbacks=[speed])
+
+    if resume_from is not None:
+        check_resumable(resume_from, model, ckpt_path)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException:
+        raise SystemExit(143) from None  # 128 + SIGTERM, as if the signal had ended the process
+    fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    # read now: testing a checkpoint restores callback states, the timer's included
+    fit_seconds, images_per_second = speed.fit_seconds, speed.images_per_second
+    # passes over the training set: fractional when max_steps stops a run mid-epoch
+    epochs = round(speed.train_images / len(datamodule.train_set[1]), 2)
+    warmup = next((c for c in trainer.callbacks if isinstance(c, DeviceWarmup)), None)
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint is not None and cfg.get("test_best", True) else ""
+    test_results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+
+    metrics: dict[str, Any] = {**fit_metrics, **(test_results[0] if test_results else {})}
+    metrics.update(
+        epochs=epochs,
+        global_step=trainer.global_step,
+        fit_seconds=round(fit_seconds, 3),
+        warmup_seconds=round(warmup.seconds, 3) if warmup is not None else 0.0,
+        train_images_per_second=round(images_per_second, 1),
+        best_checkpoint=best or None,
+        parameters=sum(p.numel() for p in model.net.parameters()),
+        stopped_early=bool(getattr(trainer.early_stopping_callback, "stopped_epoch", 0)),
+        seed=cfg.seed,
+        machine=machine(),
+        torch=torch.__version__,
+    )
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "metrics.json", metrics)
+        for logger in trainer.loggers:
+            final = {f"hp/{k.replace('/', '_')}": metrics[k] for k in ("test/acc", "test/loss", "val/acc_best")
+                     if k in metrics}
+            logger.log_hyperparams(logged_hparams(cfg), metrics=final)
+            logger.finalize("success")
+    return metrics
+
+
+def sweep_job(run, cfg: DictConfig) -> float:
+    """``run(cfg)`` as one job of a sweep: a failing job is a row with its error, never the end of the sweep."""
+    run_dir = Path(cfg.trainer.default_root_dir)
+    try:
+        return run(cfg)
+    except (Exception, SystemExit) as err:
+        cause = user_error(err)
+        message = str(cause) if cause is not None else f"{type(err).__name__}: {err}"
+        if isinstance(err, SystemExit) and err.code == 143:
+            raise
+        print(f"error: job {run_dir.name} failed: {message}", file=sys.stderr)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "metrics.json", {"status": "failed", "error": message})
+        if "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")):
+            raise  # the Optuna sweeper records a raising job as a failed trial (max_failure_rate permitting)
+        return float("nan")  # the basic sweeper would stop at a raising job
