@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from ..io import write_text
 
 COLUMNS = ("job", "params", "status", "test/acc", "val/acc_best", "epochs", "fit_seconds", "error")
 
@@ -64,20 +67,21 @@ def write_summary(sweep_dir: Path, metric: str = "val/acc_best") -> list[dict[st
     rows = job_rows(sweep_dir)
     swept_params(rows)
     rows = rank(rows, metric)
-    with open(sweep_dir / "summary.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=(*COLUMNS, "overrides"))
-        writer.writeheader()
-        writer.writerows(rows)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=(*COLUMNS, "overrides"))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(sweep_dir / "summary.csv", table.getvalue())
     lines = [f"| {' | '.join(COLUMNS)} |", f"|{'---|' * len(COLUMNS)}"]
     for row in rows:
         lines.append("| " + " | ".join(_fmt(row[c]).replace("|", "\\|") for c in COLUMNS) + " |")
-    (sweep_dir / "summary.md").write_text(f"Sweep {sweep_dir}, ranked by {metric}\n\n" + "\n".join(lines) + "\n")
+    write_text(sweep_dir / "summary.md", f"Sweep {sweep_dir}, ranked by {metric}\n\n" + "\n".join(lines) + "\n")
     best = next((r for r in rows if r["status"] == "ok"), None)
     if best is not None:
         params = dict(o.split("=", 1) for o in best["params"].split() if "=" in o)
-        (sweep_dir / "best_params.yaml").write_text(
-            yaml.safe_dump({"metric": metric, "value": best.get(metric), "job": best["job"],
-                            "params": {k: yaml.safe_load(v) for k, v in params.items()}}, sort_keys=False))
+        best_params = {"metric": metric, "value": best.get(metric), "job": best["job"],
+                       "params": {k: yaml.safe_load(v) for k, v in params.items()}}
+        write_text(sweep_dir / "best_params.yaml", yaml.safe_dump(best_params, sort_keys=False))
     return rows
 
 
