@@ -16,6 +16,7 @@ train: $(BIN)/mnistlab-ready
 	$(BIN)/python -m mnistlab.train $(ARGS)
 
 # The tests start with the lint: ruff takes a second and fails before a long suite would.
+# test: the dev loop, slow tests left out (pyproject's addopts); test-all: every test, as CI runs them.
 test: lint
 	$(BIN)/python -m pytest $(ARGS)
 
