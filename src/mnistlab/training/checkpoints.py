@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..data.datasets import ENV_DATA_DIR, dataset_info
+from ..data.datasets import ENV_DATA_DIR
 from ..errors import CheckpointError
 from ..models import classifier
 
@@ -53,7 +53,7 @@ def stored_hparams(checkpoint: dict[str, Any]) -> dict[str, Any]:
     its own input and before ``model.net.dropout`` was the one dropout key."""
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     if "input_mean" not in hparams:
-        hparams["input_mean"], hparams["input_std"] = normalization_of(checkpoint)
+        hparams["input_mean"], hparams["input_std"] = datamodule_for(checkpoint).input_stats
     regularization = dict(hparams.get("regularization") or {})
     dropout = regularization.pop("dropout", None)
     if dropout is not None:  # it overrode model.net.dropout then, and shapes the DNN's layer indices
@@ -80,15 +80,6 @@ def build_module(checkpoint: dict[str, Any], path: str | Path = "checkpoint") ->
 
 def dataset_of(checkpoint: dict[str, Any]) -> str:
     return (checkpoint.get("datamodule_hyper_parameters") or {}).get("dataset", "mnist")
-
-
-def normalization_of(checkpoint: dict[str, Any]) -> tuple[float, float]:
-    """The ``(mean, std)`` the training pixels were standardized with (read from the DataModule's settings)."""
-    saved = checkpoint.get("datamodule_hyper_parameters") or {}
-    if not saved.get("normalize", True):
-        return 0.0, 1.0
-    info = dataset_info(dataset_of(checkpoint))
-    return info.mean, info.std
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu"):
