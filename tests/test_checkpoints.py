@@ -39,3 +39,32 @@ def test_a_checkpoint_from_before_the_move_loads_and_answers_the_same(name, tmp_
     assert torch.allclose(inference.logits(module, PIXELS), expected, atol=1e-5)
     normalized = entry["datamodule_hyper_parameters"]["normalize"]
     assert (module.net.normalize.mean, module.net.normalize.std) == ((0.1307, 0.3081) if normalized else (0.0, 1.0))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_tools_load_the_model_onto_the_device_they_infer_on(tiny_run):
+    from mnistlab.training.checkpoints import load_model
+
+    module, _ = load_model(tiny_run / "checkpoints" / "last.ckpt", map_location=inference.inference_device("cuda"))
+    assert next(module.parameters()).device.type == "cuda"
+    assert inference.logits(module, torch.zeros(3, 28, 28, dtype=torch.uint8)).device.type == "cpu"
+
+
+def test_tools_load_the_model_onto_the_cpu_when_asked(tiny_run):
+    from mnistlab.training.checkpoints import load_model
+
+    module, _ = load_model(tiny_run / "checkpoints" / "last.ckpt", map_location=inference.inference_device("cpu"))
+    assert next(module.parameters()).device.type == "cpu"
+    logits = inference.logits(module, torch.zeros(3, 28, 28, dtype=torch.uint8))
+    assert logits.shape == (3, 10) and torch.isfinite(logits).all()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_asking_for_a_missing_gpu_or_an_unknown_device_is_one_line():
+    from mnistlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^device=cuda: PyTorch sees no CUDA GPU here; use auto or cpu$"):
+        inference.inference_device("cuda")
+    with pytest.raises(ConfigError, match=r"^device=tpu: choose one of auto, cpu, cuda$"):
+        inference.inference_device("tpu")
+    assert inference.inference_device("auto").type == "cpu"

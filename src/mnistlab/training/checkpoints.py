@@ -83,9 +83,10 @@ def dataset_of(checkpoint: dict[str, Any]) -> str:
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu"):
-    """``(module, checkpoint)`` for a checkpoint path."""
+    """``(module, checkpoint)`` for a checkpoint path, the module on ``map_location`` (where the tools'
+    inference then runs)."""
     checkpoint = load_checkpoint(path, map_location)
-    return build_module(checkpoint, path), checkpoint
+    return build_module(checkpoint, path).to(map_location), checkpoint
 
 
 def datamodule_for(checkpoint: dict[str, Any], data_dir: str | None = None, dataset: str | None = None,
