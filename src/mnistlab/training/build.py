@@ -37,9 +37,9 @@ def build_datamodule(cfg: DictConfig):
     return _instantiate(cfg.data, augment=OmegaConf.to_container(cfg.augment, resolve=True), _recursive_=False)
 
 
-def build_model(cfg: DictConfig, input_stats: tuple[float, float] | None = None):
-    """The LightningModule; its network standardizes pixels with the data's ``input_stats``."""
-    mean, std = input_stats if input_stats is not None else build_datamodule(cfg).input_stats
+def build_model(cfg: DictConfig, input_stats: tuple[float, float]):
+    """The LightningModule; its network standardizes pixels with the DataModule's ``input_stats``."""
+    mean, std = input_stats
     return _instantiate(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.scheduler,
                         regularization=cfg.regularization, input_mean=mean, input_std=std, _recursive_=False)
 
