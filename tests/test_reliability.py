@@ -76,11 +76,7 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(synthetic_root, tmp_
 def test_sigterm_and_ctrl_c_save_a_checkpoint_and_exit_non_zero(signum, code, synthetic_root, tmp_path):
     overrides = [*synthetic_overrides(synthetic_root), *RECIPE, "trainer.max_epochs=50"]
     process = train_process(tmp_path, overrides)
-    wait_for(tmp_path / "checkpoints" / "last.ckpt", process)
-    # The file appears when Lightning starts writing it (in place, not atomically): signal the training
-    # steps after it. Under a loaded machine a Ctrl+C that landed inside that write once left the
-    # process hung after saving interrupted.ckpt (issue 22's class: signals during checkpointing).
-    time.sleep(0.5)
+    wait_for(tmp_path / "checkpoints" / "last.ckpt", process)  # appears whole (renamed into place)
     process.send_signal(signum)
     _, err = process.communicate(timeout=120)
     saved = tmp_path / "checkpoints" / "interrupted.ckpt"
@@ -172,7 +168,7 @@ def test_an_earlier_run_is_never_written_into(tmp_path):
     (old / ".hydra").mkdir()
     (old / ".hydra" / "config.yaml").write_text("earlier config")
     result = command("train", f"hydra.run.dir={old}")
-    assert result.returncode == 2 and "already holds checkpoints of an earlier run" in result.stderr
+    assert result.returncode == 2 and "already holds another run's files" in result.stderr
     assert (old / ".hydra" / "config.yaml").read_text() == "earlier config"
     assert (old / "checkpoints" / "last.ckpt").read_bytes() == b"earlier run"
 
@@ -187,7 +183,7 @@ def test_resume_refuses_pickle_payloads(dnn_checkpoint, synthetic_root, tmp_path
     checkpoint = torch.load(dnn_checkpoint, weights_only=True)
     checkpoint["loops"] = {"payload": Payload(str(marker))}
     torch.save(checkpoint, crafted, pickle_protocol=pickle.DEFAULT_PROTOCOL)
-    with pytest.raises(CheckpointError, match="refused: the file holds pickled objects"):
+    with pytest.raises(CheckpointError, match="refused"):
         run_train(tmp_path / "run", [*synthetic_overrides(synthetic_root), "model=dnn", f"ckpt_path={crafted}"])
     assert not marker.exists()
 
@@ -205,5 +201,5 @@ def test_resume_with_another_model_is_a_clear_mismatch(dnn_checkpoint, synthetic
 def test_truncated_checkpoint_is_a_clear_error(dnn_checkpoint, synthetic_root, tmp_path):
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(dnn_checkpoint.read_bytes()[:5000])
-    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="truncated or damaged checkpoint"):
         run_train(tmp_path / "run", [*synthetic_overrides(synthetic_root), "model=dnn", f"ckpt_path={broken}"])

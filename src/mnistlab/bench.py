@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from .errors import ConfigError, report_errors, silence_library_noise
-from .io import update_section
+from .io import json_line, update_section
 from .perf.benchmark import (
     ALL_VARIANTS,
     MODELS,
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.child:
         result = measure_training(args.child, args.models[0], args.device, args.warmup, args.steps, args.overrides)
         result.update(peak_memory_mb())
-        print(json.dumps(result))
+        print(json_line(result))
         return result
     limits = (("--rounds", args.rounds, 1), ("--steps", args.steps, 1), ("--warmup", args.warmup, 0))
     for flag, value, minimum in limits:
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.readme:
         update_section(Path(args.readme), args.readme_section, markdown(summary, args))
     if args.json:
-        print(json.dumps(summary))
+        print(json_line(summary))
     return summary
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -28,6 +29,10 @@ class CheckpointError(MnistlabError):
     """A checkpoint cannot be used (unsafe, corrupt, or for another model)."""
 
 
+class DiskFullError(MnistlabError):
+    """A file could not be written for lack of space; what was there before is intact."""
+
+
 def debug_enabled() -> bool:
     return os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("MNISTLAB_DEBUG") == "1"
 
@@ -36,11 +41,15 @@ def user_error(err: BaseException | None) -> MnistlabError | None:
     """The MnistlabError behind ``err``: itself, or what a wrapper re-raised it from.
 
     Hydra's ``instantiate`` wraps whatever a constructor raises in an ``InstantiationException``, so a
-    network's own check (``model.net.kernel_size must be odd``) arrives as that exception's cause.
+    network's own check (``model.net.kernel_size must be odd``) arrives as that exception's cause. A full
+    disk met by a library's own writer (TensorBoard's event file, a log) is one too.
     """
     while err is not None:
         if isinstance(err, MnistlabError):
             return err
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = err.filename or "a file"
+            return DiskFullError(f"{where}: disk full (no space left on device); files written before are intact")
         err = err.__cause__
     return None
 

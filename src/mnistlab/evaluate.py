@@ -18,6 +18,7 @@ from torchmetrics.functional.classification import (
 )
 
 from .cli import hydra_command
+from .config import rules
 from .io import write_json
 from .models import inference
 from .models.classifier import eval_loss
@@ -53,7 +54,13 @@ def worst_errors(probs: torch.Tensor, labels: torch.Tensor, count: int) -> torch
     return wrong[confidence[wrong].argsort(descending=True)][:count]
 
 
+# A grid of 8 per row: 200 is 25 rows, about 3,000 pixels tall.
+MAX_WORST = 200
+
+
 def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    rules.check("num_worst", cfg.num_worst, lambda v: 0 <= v <= MAX_WORST, f"must be in 0-{MAX_WORST}", whole=True)
+    rules.positive("batch_size", cfg.batch_size, whole=True)
     module, checkpoint = load_model(cfg.ckpt_path, map_location=inference.inference_device(cfg.accelerator))
     datamodule = datamodule_for(checkpoint, cfg.data_dir, cfg.dataset, cfg.batch_size)
     datamodule.setup("test")

@@ -6,7 +6,9 @@ The exported graph is the network itself: it takes a float32 batch ``[N, 1, 28, 
 
 from __future__ import annotations
 
+import math
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -16,7 +18,8 @@ from torch import nn
 
 from .cli import hydra_command
 from .config.rundir import output_path
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
+from .io import write_bytes
 from .models import inference
 from .training.checkpoints import datamodule_for, load_model
 
@@ -31,10 +34,11 @@ def network_from_checkpoint(ckpt_path: str | Path) -> tuple[nn.Module, dict]:
 
 def export(model: nn.Module, fmt: str, output: Path) -> None:
     """Write ``model`` as ONNX or TorchScript; the file appears whole or not at all."""
-    tmp = output.with_name(f".{output.name}.partial")
     example = torch.rand(4, 1, 28, 28)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory(dir=output.parent, prefix=".export-") as scratch:
         warnings.simplefilter("ignore")  # exporter deprecation chatter
+        # the exporters write by path: into a scratch folder beside the output, then copied in atomically
+        tmp = Path(scratch) / output.name
         if fmt == "onnx":
             batch = torch.export.Dim("batch")
             program = torch.onnx.export(model, (example,), dynamo=True, input_names=["images"],
@@ -43,7 +47,7 @@ def export(model: nn.Module, fmt: str, output: Path) -> None:
             program.save(str(tmp))
         else:
             torch.jit.save(torch.jit.trace(model, example), str(tmp))
-    tmp.replace(output)
+        write_bytes(output, tmp.read_bytes())
 
 
 def run_exported(fmt: str, path: Path, images: torch.Tensor) -> torch.Tensor:
@@ -59,13 +63,16 @@ def run_exported(fmt: str, path: Path, images: torch.Tensor) -> torch.Tensor:
 
 def max_difference(model: nn.Module, fmt: str, path: Path, images: torch.Tensor) -> float:
     expected = inference.logits(model, images)
-    return (run_exported(fmt, path, images) - expected).abs().max().item()
+    difference = (run_exported(fmt, path, images) - expected).abs().max().item()
+    if not math.isfinite(difference):  # NaN compares as "not larger": never a pass
+        raise CheckpointError(f"{path}: the exported model's outputs are not finite numbers")
+    return difference
 
 
 def run(cfg: DictConfig) -> None:
     if cfg.format not in FORMATS:
         raise ConfigError(f"format={cfg.format}: choose one of {', '.join(FORMATS)}")
-    output = output_path(cfg.output, cfg.overwrite)
+    output = output_path("output", cfg.output, cfg.overwrite)
     model, checkpoint = network_from_checkpoint(cfg.ckpt_path)
     export(model, cfg.format, output)
     message = f"exported {cfg.format} to {output} ({output.stat().st_size / 1e6:.2f} MB)"

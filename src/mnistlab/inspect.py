@@ -7,7 +7,6 @@ parameter count, the hyperparameters and the training state. Loads with ``weight
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import report_errors
+from .io import json_line
 from .training.checkpoints import load_checkpoint
 
 # Buffers that are state, not learned parameters.
@@ -42,7 +42,7 @@ def tensor_summary(name: str, tensor: torch.Tensor, values: bool) -> dict[str, A
     if tensor.numel() and (tensor.is_floating_point() or not tensor.dtype.is_complex):
         data = tensor.detach().double()
         row.update(mean=data.mean().item(), std=data.std().item() if data.numel() > 1 else 0.0,
-                   min=data.min().item(), max=data.max().item())
+                   min=data.min().item(), max=data.max().item(), non_finite=int((~torch.isfinite(data)).sum()))
     if values:
         row["values"] = tensor.tolist()
     return row
@@ -100,10 +100,14 @@ def print_report(report: dict[str, Any], values: bool) -> None:
             table.add_row(row["name"], "x".join(map(str, row["shape"])) or "scalar", row["dtype"], f"{row['numel']:,}",
                           *(_fmt(row.get(k)) for k in ("mean", "std", "min", "max")))
         console.print(table)
+    broken = [row["name"] for row in report["tensors"] if row.get("non_finite")]
+    if broken:
+        console.print(f"[bold red]{len(broken)} tensors hold NaN or infinite values[/] (a diverged run): "
+                      + ", ".join(broken[:5]))
     state = report["state"]
     console.print("training state: " + ", ".join(f"{k}={_fmt(v)}" for k, v in state.items() if v is not None))
-    console.print(f"hyperparameters: {json.dumps(report['hyper_parameters'])}")
-    console.print(f"data: {json.dumps(report['datamodule_hyper_parameters'])}")
+    console.print(f"hyperparameters: {json_line(report['hyper_parameters'])}")
+    console.print(f"data: {json_line(report['datamodule_hyper_parameters'])}")
     if values:  # plain writes: rich would parse megabytes of numbers for markup (40 s for the Keras CNN)
         sys.stdout.writelines(f"{row['name']} = {row['values']}\n" for row in report["tensors"])
 
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     report = inspect_checkpoint(args.path, values=args.values)
     if args.json:
-        print(json.dumps(report))
+        print(json_line(report))
     else:
         print_report(report, args.values)
     return report

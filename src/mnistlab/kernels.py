@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from .cli import hydra_command
+from .config import rules
 from .config.rundir import output_path
 from .data.datasets import dataset_info, load_split
 from .errors import ConfigError
@@ -111,16 +112,14 @@ def kernels_figure(image: torch.Tensor, label: str, module=None):
 
 
 def run(cfg: DictConfig) -> None:
-    output = output_path(cfg.output, cfg.overwrite)
-    if output.suffix.lower() != ".png":
-        raise ConfigError(f"output={cfg.output}: must be a .png file")
+    output = output_path("output", cfg.output, cfg.overwrite, suffix=".png")
     module, dataset = None, cfg.dataset
     if cfg.ckpt_path:
         module, checkpoint = load_model(cfg.ckpt_path)
         dataset = dataset_of(checkpoint)
     info = dataset_info(dataset)
     images, labels = load_split(info.name, "test", cfg.data_dir)
-    if not 0 <= cfg.index < len(labels):
+    if not 0 <= rules.whole_number("index", cfg.index) < len(labels):
         raise ConfigError(f"index={cfg.index}: the test set has images 0 to {len(labels) - 1}")
     image = images[cfg.index].float() / 255
     save(kernels_figure(image, info.classes[int(labels[cfg.index])], module), output)

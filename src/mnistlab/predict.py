@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,12 +12,12 @@ import torch
 from omegaconf import DictConfig
 
 from .cli import hydra_command
-from .config.rundir import output_path
+from .config.rundir import distinct_outputs, output_path
 from .data.datasets import dataset_info
-from .data.idx import read_idx
+from .data.idx import IDX_TYPES, read_idx
 from .data.preprocess import read_gray, to_mnist
 from .errors import ConfigError, DataError
-from .io import write_text
+from .io import json_line, write_text
 from .models import inference
 from .plots import digits_figure, save
 from .training.checkpoints import dataset_of, load_model
@@ -34,7 +33,17 @@ def is_idx(path: Path) -> bool:
             head = f.read(4)
     except OSError:
         return False
-    return len(head) == 4 and head[:3] == b"\x00\x00\x08" and head[3] == 3
+    return len(head) == 4 and head[:2] == b"\x00\x00" and head[2] in IDX_TYPES and head[3] == 3
+
+
+def idx_pixels(images: torch.Tensor) -> torch.Tensor:
+    """IDX images as floats in [0, 1]: integers are 0-255 pixels; floats already in [0, 1] stay, floats up
+    to 255 are pixels too."""
+    if not images.is_floating_point():
+        return images.float() / 255.0
+    finite = images[torch.isfinite(images)]
+    scale = 255.0 if finite.numel() and finite.max() > 1.0 else 1.0
+    return (images.float() / scale).nan_to_num(0.0).clamp(0.0, 1.0)
 
 
 def expand_inputs(spec: str) -> list[Path]:
@@ -62,8 +71,16 @@ def load_inputs(files: list[Path]) -> Iterator[tuple[str, torch.Tensor | None, s
             except DataError as err:
                 yield str(path), None, str(err)
                 continue
-            for i, image in enumerate(images):
-                yield f"{path}#{i}", image.float() / 255.0, None
+            pixels = idx_pixels(images)
+            for i, image in enumerate(pixels):
+                name = f"{path}#{i}"
+                if tuple(image.shape) == (28, 28):  # MNIST-family files are MNIST digits already
+                    yield name, image, None
+                    continue
+                try:  # another size: the same MNIST-style preprocessing as an image file
+                    yield name, to_mnist(image), None
+                except DataError as err:
+                    yield name, None, str(err)
             continue
         try:
             yield str(path), to_mnist(read_gray(path)), None
@@ -93,7 +110,9 @@ def records(names, errors, probs, class_names) -> list[dict[str, Any]]:
 
 
 def run(cfg: DictConfig) -> None:
-    output, plot = output_path(cfg.output, cfg.overwrite), output_path(cfg.plot, cfg.overwrite)
+    output = output_path("output", cfg.output, cfg.overwrite)
+    plot = output_path("plot", cfg.plot, cfg.overwrite, suffix=".png")
+    distinct_outputs(output=output, plot=plot)
     files = expand_inputs(str(cfg.inputs))
     module, checkpoint = load_model(cfg.ckpt_path, map_location=inference.inference_device(cfg.accelerator))
     info = dataset_info(dataset_of(checkpoint))
@@ -105,7 +124,7 @@ def run(cfg: DictConfig) -> None:
     probs = inference.logits(module, digits).softmax(-1)
     rows = records(names, errors, probs, info.classes)
 
-    lines = "".join(json.dumps(row) + "\n" for row in rows)
+    lines = "".join(json_line(row) + "\n" for row in rows)
     if output is None:
         sys.stdout.write(lines)
     else:

@@ -8,7 +8,6 @@ ratio of their ``fit_seconds``. Every call measures afresh in a new folder ``<ru
 
 from __future__ import annotations
 
-import json
 import shlex
 import statistics
 import sys
@@ -21,7 +20,7 @@ from omegaconf import DictConfig
 from .cli import hydra_command
 from .config.compose import compose
 from .errors import ConfigError
-from .io import write_json
+from .io import json_line, write_json
 from .perf.machine import machine
 from .perf.runs import check_experiments, publish, run_one
 
@@ -101,7 +100,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     text = markdown(cfg, summary)
     write_json(folder / "speedrun.json", summary)
     publish(text, folder / "speedrun.md", cfg.readme_section, Path(cfg.readme_path) if cfg.readme else None)
-    print(json.dumps(summary))
+    print(json_line(summary))
     return summary
 
 

@@ -6,6 +6,9 @@ built (``config.rules``); ``training.preflight`` builds them before anything is 
 
 from __future__ import annotations
 
+import difflib
+import inspect
+
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -40,8 +43,46 @@ _TORCH_SCHEDULER_RULES = {
 }
 
 
+_HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+
+
+def check_arguments(key: str, node) -> None:
+    """Every key of a ``_target_`` node must be an argument of its target: one line naming a typo such as
+    ``+trainer.bogus=1``, instead of the constructor's ``TypeError`` inside Hydra's multi-line error."""
+    from hydra.utils import get_object
+
+    if not isinstance(node, DictConfig):
+        return
+    if "_target_" not in node:
+        raise ConfigError(f"{key}: has no _target_ (what to build), only {', '.join(map(str, node))}; "
+                          f"choose one of the {key.split('.')[0]} options or give {key}._target_")
+    target = str(node._target_)
+    try:
+        obj = get_object(target)
+    except Exception as err:  # noqa: BLE001 - any import failure is the same user error
+        raise ConfigError(f"{key}._target_={target}: cannot be imported ({str(err).splitlines()[0]})") from None
+    try:
+        params = inspect.signature(obj).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: its own error will have to do
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    for name in node:
+        if name in _HYDRA_KEYS or name in params:
+            continue
+        close = difflib.get_close_matches(str(name), list(params), n=3)
+        hint = f"did you mean {' or '.join(close)}?" if close else f"it takes {', '.join(list(params)[:12])}"
+        raise ConfigError(f"{key}.{name}: not an argument of {target}; {hint}")
+
+
 def check_config(cfg: DictConfig) -> None:
-    """Refuse impossible Trainer, seed and device values before any data is loaded or file written."""
+    """Refuse impossible Trainer, seed and device values, and unknown arguments of any ``_target_``, before
+    any data is loaded or file written."""
+    for key in ("trainer", "data", "model", "optimizer", "scheduler.scheduler"):
+        check_arguments(key, OmegaConf.select(cfg, key, default=None))
+    for section in ("callbacks", "logger"):
+        for name, node in (cfg.get(section) or {}).items():
+            check_arguments(f"{section}.{name}", node)
     for key in ("trainer.max_epochs", "trainer.max_steps"):
         value = OmegaConf.select(cfg, key, default=None)
         if value is not None:

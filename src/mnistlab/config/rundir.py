@@ -1,25 +1,58 @@
-"""Where a run or a tool may write: never over an earlier run's checkpoints, never over a user's file."""
+"""Where a run or a tool may write: never over an earlier run's files, never over a user's file, never into
+a folder another process is writing."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import socket
+import sys
 from datetime import datetime
 from pathlib import Path
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 
-from ..errors import ConfigError
+from ..errors import ConfigError, report_errors
+from ..io import remove_stale_temp_files
+
+# What makes a folder another run's: Hydra's copies of its config, its results, its checkpoints.
+RUN_FILES = (".hydra", "metrics.json", "checkpoints", "multirun.yaml")
+LOCK_FILE = ".mnistlab.lock"
+_claims: dict[Path, int] = {}  # folder -> the locked file descriptor, held until the process ends
 
 
-def output_path(path: str | None, overwrite: bool) -> Path | None:
-    """A file a tool may write: never silently replaces an existing one."""
+class FolderTaken(ConfigError):
+    """The folder is another process's or holds another run's files."""
+
+
+def output_path(key: str, path: str | None, overwrite: bool, suffix: str | None = None) -> Path | None:
+    """The file a tool's ``key=path`` names: never silently replaces an existing one, never a folder."""
     if path is None:
         return None
-    target = Path(path).expanduser()
+    target = Path(str(path)).expanduser()
+    if suffix is not None and target.suffix.lower() != suffix:
+        raise ConfigError(f"{key}={path}: must be a {suffix} file")
+    if target.is_dir():
+        raise ConfigError(f"{key}={path}: is a folder; name a file in it")
     if target.exists() and not overwrite:
-        raise ConfigError(f"{target} already exists; choose another file or add overwrite=true")
+        raise ConfigError(f"{key}={path}: already exists; choose another file or add overwrite=true")
     if not target.parent.is_dir():
-        raise ConfigError(f"{target.parent}: folder does not exist")
+        raise ConfigError(f"{key}={path}: folder {target.parent} does not exist")
     return target
+
+
+def distinct_outputs(**paths: Path | None) -> None:
+    """Two outputs of one command must be two files (one would silently replace the other)."""
+    seen: dict[Path, str] = {}
+    for key, path in paths.items():
+        if path is None:
+            continue
+        resolved = path.resolve()
+        if resolved in seen:
+            raise ConfigError(f"{seen[resolved]} and {key} name the same file {path}; give each its own")
+        seen[resolved] = key
 
 
 def refuse_to_overwrite(run_dir: Path, ckpt_path: str | None) -> None:
@@ -41,8 +74,7 @@ def resume_in_place(config: DictConfig) -> None:
     """``ckpt_path=<run>/checkpoints/x.ckpt`` continues ``<run>`` itself (checkpoints, TensorBoard,
     metrics) unless ``hydra.run.dir`` is given; the resume's own config goes to ``.hydra/resume_<time>``."""
     ckpt_path = config.get("ckpt_path")
-    explicit = any(o.split("=", 1)[0].lstrip("+~") == "hydra.run.dir" for o in config.hydra.overrides.hydra)
-    if not ckpt_path or explicit:
+    if not ckpt_path or _explicit(config, "hydra.run.dir"):
         return
     ckpt = Path(ckpt_path).resolve()
     run_dir = ckpt.parent.parent
@@ -51,3 +83,104 @@ def resume_in_place(config: DictConfig) -> None:
     with read_write(config.hydra), open_dict(config.hydra):
         config.hydra.run.dir = str(run_dir)
         config.hydra.output_subdir = f".hydra/resume_{datetime.now():%Y-%m-%d_%H-%M-%S}"
+
+
+def claim(folder: Path, resuming: bool = False, resumable: bool = False) -> None:
+    """Make ``folder`` this process's, or refuse with one line.
+
+    An exclusive ``flock`` on ``folder/.mnistlab.lock``, held until the process ends: of two processes
+    started together exactly one gets it, and the kernel drops it when its holder dies (even by
+    ``kill -9``), so no stale lock ever blocks a resume. The folder must not hold another run's files,
+    unless this run resumes from them: checked before anything is created (a refused command writes
+    nothing) and again under the lock (a run that started meanwhile).
+    """
+    _refuse_other_runs(folder, resuming, resumable)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = folder.resolve()
+    release(key)  # this process's earlier claim: an in-process command that has ended
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise FolderTaken(f"{folder} is being written by another mnistlab run ({holder}); "
+                          "choose another hydra.run.dir or wait for that run to end") from None
+    try:
+        _refuse_other_runs(folder, resuming, resumable)
+    except FolderTaken:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}: {' '.join(sys.argv)}\n"[:500].encode())
+    _claims[key] = fd
+    for stale in (folder, folder / "checkpoints"):
+        remove_stale_temp_files(stale)
+
+
+def _refuse_other_runs(folder: Path, resuming: bool, resumable: bool) -> None:
+    found = [name for name in RUN_FILES if (folder / name).exists()]
+    if found and not resuming:
+        last = folder / "checkpoints" / "last.ckpt"
+        resume = f", or resume that run with ckpt_path={last}" if resumable and last.is_file() else ""
+        raise FolderTaken(f"{folder} already holds another run's files ({', '.join(found)}); "
+                          f"choose another hydra.run.dir{resume}")
+
+
+def release(folder: Path) -> None:
+    fd = _claims.pop(folder.resolve(), None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _explicit(config: DictConfig, key: str) -> bool:
+    return any(o.split("=", 1)[0].lstrip("+~") == key for o in config.hydra.overrides.hydra)
+
+
+def _is_child_rank() -> bool:
+    """A DDP process Lightning started for rank > 0: it shares rank 0's folder, which rank 0 holds."""
+    return any(int(os.environ.get(var, "0") or 0) > 0 for var in ("LOCAL_RANK", "NODE_RANK"))
+
+
+class ClaimRunDir(Callback):
+    """Claims the run folder (``hydra.run.dir``) or the sweep folder before Hydra writes into it.
+
+    A default folder (named by the start time) that another run took in the same second becomes
+    ``<folder>_1``, ``_2``...; a folder named on the command line is refused instead. ``resumable``: a run
+    whose ``ckpt_path`` lies in ``<folder>/checkpoints`` continues that run in place (training).
+    """
+
+    def __init__(self, resumable: bool = False) -> None:
+        self.resumable = resumable
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        report_errors(self._claim)(config, "run")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        report_errors(self._claim)(config, "sweep")
+
+    def on_run_end(self, config: DictConfig, **kwargs) -> None:
+        release(Path(config.hydra.run.dir))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        release(Path(config.hydra.sweep.dir))
+
+    def _claim(self, config: DictConfig, mode: str) -> None:
+        if _is_child_rank():
+            return
+        base = Path(config.hydra[mode].dir)
+        ckpt_path = config.get("ckpt_path") if mode == "run" and self.resumable else None
+        resuming = ckpt_path is not None and Path(ckpt_path).resolve().parent == (base / "checkpoints").resolve()
+        folder = base
+        for attempt in range(1, 100):
+            try:
+                claim(folder, resuming, self.resumable)
+                break
+            except FolderTaken:
+                if resuming or _explicit(config, f"hydra.{mode}.dir"):
+                    raise
+                folder = base.with_name(f"{base.name}_{attempt}")
+        if folder != base:
+            with read_write(config.hydra), open_dict(config.hydra):
+                config.hydra[mode].dir = str(folder)

@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 
 from ..config import rules
+from ..errors import DataError
 from .augment import BatchAugment
 from .datasets import dataset_info, load_split, locate_split
 
@@ -140,10 +141,14 @@ class MNISTDataModule(pl.LightningDataModule):
             images, labels = load_split(self.info.name, "train", hp.data_dir, hp.download)
             order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(hp.split_seed))
             n_val = max(1, round(len(labels) * hp.val_fraction))
+            if n_val >= len(labels):
+                raise DataError(f"data.val_fraction={hp.val_fraction} leaves {len(labels) - n_val} of the "
+                                f"{len(labels)} training images for training")
             val_idx, train_idx = order[:n_val].sort().values, order[n_val:].sort().values
             self.train_set = (images[train_idx], labels[train_idx])
             self.val_set = (images[val_idx], labels[val_idx])
-        if self.test_set is None and stage in (None, "test", "predict"):
+        # the test split is read (and checked) before a fit too: a bad file must not wait for the fit's end
+        if self.test_set is None and stage in (None, "fit", "test", "predict"):
             self.test_set = load_split(self.info.name, "test", hp.data_dir, hp.download)
         device = self._cache_device()
         if device is not None:  # one copy to the GPU instead of one per batch

@@ -6,6 +6,7 @@ into 20x20 keeping the aspect ratio, then placed in a 28x28 field with its centr
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,18 +19,43 @@ from ..errors import DataError
 INK_THRESHOLD = 0.2  # of the ink's full strength: what counts as ink when cropping
 
 
+# Larger images are refused unread: a small PNG can declare gigapixels (a decompression bomb).
+MAX_IMAGE_PIXELS = 40_000_000
+
+
 def read_gray(path: str | Path) -> torch.Tensor:
-    """Any PIL-readable image (PNG, JPG, BMP, ...; gray, RGB or RGBA) as a float ``[H, W]`` in [0, 1]."""
+    """Any PIL-readable image (PNG, JPG, BMP, ...; gray, RGB or RGBA; 8 or 16 bits) as a float ``[H, W]`` in
+    [0, 1]."""
     try:
-        with Image.open(path) as image:
-            if image.mode in ("RGBA", "LA", "P"):  # transparent areas become white paper
-                image = image.convert("RGBA")
-                paper = Image.new("RGBA", image.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(paper, image)
-            gray = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise DataError(f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
+                                    f"{MAX_IMAGE_PIXELS:,}; refused unread")
+                gray = _gray_array(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DataError(f"image refused unread: over the limit of {MAX_IMAGE_PIXELS:,} pixels ({err})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise DataError(f"cannot read image ({err})") from None
     return torch.from_numpy(gray.copy())
+
+
+def _gray_array(image: Image.Image) -> np.ndarray:
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        # 16-bit and 32-bit gray: PIL's convert("L") would clip every value over 255 to white
+        values = np.asarray(image, dtype=np.float32)
+        if image.mode == "F":
+            full = 1.0 if values.max(initial=0) <= 1.0 else 255.0
+        else:
+            full = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        return np.clip(values / full, 0.0, 1.0)
+    if image.mode in ("RGBA", "LA", "P", "PA"):  # transparent areas become white paper
+        image = image.convert("RGBA")
+        paper = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(paper, image)
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 
 
 def light_ink(gray: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,7 @@ builds the cheap parts first so every owner checks its own values before anythin
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytorch_lightning as pl
@@ -16,6 +17,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from ..config.checks import check_config
 from ..errors import ConfigError, user_error
 from ..perf.machine import drop_failing_nvml_check
+from .checkpoint_io import AtomicCheckpointIO
 
 
 def instantiate_dict(section: DictConfig | None) -> list[Any]:
@@ -48,8 +50,22 @@ def check_buildable(cfg: DictConfig) -> None:
     """Every value checked by its owner, before any data is loaded or file written: the Trainer-level
     checks, then the DataModule, the model, its optimizer and its schedule are built (milliseconds)."""
     check_config(cfg)
-    model = build_model(cfg, build_datamodule(cfg).input_stats)
+    with torch.device("meta"):  # shapes without memory: a network of absurd size is refused, not allocated
+        model = build_model(cfg, build_datamodule(cfg).input_stats)
+    check_memory(sum(p.numel() for p in model.parameters()), cfg)
     model.build_scheduler(model.build_optimizer(), total_steps=1000)
+
+
+def check_memory(parameters: int, cfg: DictConfig) -> None:
+    """Training holds four float32 copies of each parameter (weights, gradients, two Adam moments)."""
+    need = parameters * 4 * 4
+    memory = {"RAM": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}
+    if torch.cuda.is_available() and cfg.trainer.get("accelerator") != "cpu":
+        memory["GPU memory"] = torch.cuda.get_device_properties(0).total_memory
+    for kind, have in memory.items():
+        if need > have:
+            raise ConfigError(f"model.net: {parameters:,} parameters need about {need / 2**30:,.0f} GiB to train, "
+                              f"more than this machine's {have / 2**30:.0f} GiB of {kind}; make the network smaller")
 
 
 # Lightning adds its own progress bar (refreshed every step), model summary (a forward pass and a table,
@@ -74,6 +90,8 @@ def build(cfg: DictConfig, extra_callbacks: list | None = None, **trainer_overri
     loggers = instantiate_dict(cfg.get("logger"))
     trainer_kwargs = {"callbacks": callbacks, "logger": loggers or False,
                       **switched_off_defaults(callbacks, cfg.trainer), **trainer_overrides}
+    if not cfg.trainer.get("plugins"):  # a user's own plugins (e.g. a CheckpointIO for object stores) win
+        trainer_kwargs["plugins"] = [AtomicCheckpointIO()]
     try:
         trainer: pl.Trainer = instantiate(cfg.trainer, **trainer_kwargs)
     except InstantiationException as err:

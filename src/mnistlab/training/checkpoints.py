@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ..data.datasets import ENV_DATA_DIR
-from ..errors import CheckpointError
+from ..errors import CheckpointError, MnistlabError
 from ..models import classifier
 
 MODULE_CLASSES = {
@@ -22,25 +22,80 @@ MODULE_CLASSES = {
 }
 
 
+# What loading may allocate: the largest mnistlab checkpoint is ~0.1 GB; a crafted archive declaring more
+# (a compressed bomb) is refused from its directory, before anything is read.
+MAX_CHECKPOINT_BYTES = 4 * 1024**3
+
+
+def _check_container(path: Path) -> None:
+    """The file must be a PyTorch archive (a zip; or a legacy pickle) of a bounded unpacked size."""
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes), as an interrupted copy leaves; use another checkpoint")
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if head == b"PK":  # a zip's start without its end (the directory is written last)
+            raise CheckpointError(f"{path}: truncated or damaged checkpoint ({size} bytes; the zip archive has no "
+                                  "end), as an interrupted copy leaves; use another checkpoint")
+        if head[:1] != b"\x80":  # pickle protocol 2+: torch.save's legacy format
+            raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle; "
+                                  f"{size} bytes starting {head.hex() or 'empty'})")
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: damaged zip archive ({err})") from None
+    if unpacked > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"{path}: unpacks to {unpacked / 2**20:,.0f} MiB, over the "
+                              f"{MAX_CHECKPOINT_BYTES / 2**20:,.0f} MiB a checkpoint may hold; refused unread")
+
+
+def _check_structure(path: Path, checkpoint: Any) -> None:
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
+    state = checkpoint["state_dict"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: 'state_dict' is a {type(state).__name__}, not a mapping of tensors")
+    bad = next((k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise CheckpointError(f"{path}: state_dict entry {bad!r} is a {type(state[bad]).__name__}, not a tensor")
+    for key in ("hyper_parameters", "datamodule_hyper_parameters", "mnistlab"):
+        if checkpoint.get(key) is not None and not isinstance(checkpoint[key], dict):
+            raise CheckpointError(f"{path}: '{key}' is a {type(checkpoint[key]).__name__}, not a mapping")
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """``torch.load(..., weights_only=True)``: tensors and plain containers only; pickled code never runs."""
+    """``torch.load(..., weights_only=True)``: tensors and plain containers only; pickled code never runs.
+    The file's container and unpacked size are checked before it is read, its structure after."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    _check_container(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's notes on pickle protocols; the verdict comes below
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        found = next((ln.strip() for ln in str(err).splitlines() if "Unsupported global" in ln), "unsupported object")
-        raise CheckpointError(
-            f"{path}: refused: the file holds pickled objects beyond tensors and plain data, which could run "
-            f"code, so it was not loaded ({found.rstrip('.')})"
-        ) from None
-    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError) as err:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({str(err).splitlines()[0]})") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        found = next((ln for ln in lines if "Unsupported global" in ln), None)
+        if found is not None:
+            raise CheckpointError(
+                f"{path}: refused: the file holds pickled objects beyond tensors and plain data, which could run "
+                f"code, so it was not loaded ({found.split('Unsupported global:', 1)[-1].strip()[:100]})"
+            ) from None
+        if lines and lines[0].startswith("Weights only load failed"):  # the safe unpickler stopped at an opcode
+            detail = next((ln.split("error:", 1)[1].strip() for ln in lines if "WeightsUnpickler error:" in ln), "")
+            raise CheckpointError(
+                f"{path}: refused: its pickle uses instructions the safe (weights-only) loader does not run, as "
+                f"crafted or foreign files do, so it was not loaded{f' ({detail[:100]})' if detail else ''}"
+            ) from None
+        raise CheckpointError(f"{path}: corrupt checkpoint (its pickle does not read: {lines[:1]})") from None
+    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, TypeError) as err:
+        detail = (str(err).splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({detail[:160]})") from None
+    _check_structure(path, checkpoint)
     return checkpoint
 
 
@@ -62,19 +117,50 @@ def stored_hparams(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return hparams
 
 
+def _construct(cls, hparams: dict[str, Any], path, device: str):
+    try:
+        with torch.device(device):
+            return cls(**hparams)
+    except MnistlabError as err:
+        raise CheckpointError(f"{path}: its stored hyperparameters are invalid: {err}") from None
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, RuntimeError) as err:
+        detail = (str(err).splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"{path}: its stored hyperparameters do not build a {cls.__name__} ({detail[:160]})") \
+            from None
+
+
 def build_module(checkpoint: dict[str, Any], path: str | Path = "checkpoint") -> classifier.ClassifierModule:
-    """The LightningModule stored in a checkpoint, weights loaded, in eval mode."""
+    """The LightningModule stored in a checkpoint, weights loaded, in eval mode.
+
+    The network is first built on the ``meta`` device (no memory) and its tensor shapes compared with the
+    stored ones, so absurd stored sizes are refused before anything is allocated; weights that are not
+    finite (a diverged run) are refused too: every tool would print NaN.
+    """
     name = module_class_name(checkpoint)
     if name not in MODULE_CLASSES:
         raise CheckpointError(f"{path}: not an mnistlab model checkpoint (model class {name!r})")
-    module = MODULE_CLASSES[name](**{**stored_hparams(checkpoint), "compile": False})
-    missing, unexpected = module.load_state_dict(checkpoint["state_dict"], strict=False)
-    missing = [k for k in missing if not k.startswith(("train_", "val_", "test_"))]
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: weights do not match {name} with its stored config "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
+    cls = MODULE_CLASSES[name]
+    try:
+        hparams = {**stored_hparams(checkpoint), "compile": False}
+    except (TypeError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"{path}: its stored hyperparameters are malformed ({err})") from None
+    expected = _construct(cls, hparams, path, "meta").state_dict()
+    stored = checkpoint["state_dict"]
+    metric_state = ("train_", "val_", "test_")
+    missing = [k for k in expected if k not in stored and not k.startswith(metric_state)]
+    unexpected = [k for k in stored if k not in expected]
+    wrong = [f"{k} is {tuple(stored[k].shape)} where the config builds {tuple(v.shape)}"
+             for k, v in expected.items() if k in stored and tuple(stored[k].shape) != tuple(v.shape)]
+    problems = [f"{what} {items[:3]}" for what, items in (("missing", missing), ("unexpected", unexpected)) if items]
+    if problems or wrong:
+        raise CheckpointError(f"{path}: weights do not match {name} with its stored config "
+                              f"({'; '.join([*problems, *wrong[:3]])})")
+    not_finite = [k for k, t in stored.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if not_finite:
+        raise CheckpointError(f"{path}: weights hold NaN or infinite values ({', '.join(not_finite[:3])}): the run "
+                              "diverged before this checkpoint; use an earlier one")
+    module = _construct(cls, hparams, path, "cpu")
+    module.load_state_dict(stored, strict=False)
     return module.eval()
 
 

@@ -57,6 +57,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     warmup = next((c for c in trainer.callbacks if isinstance(c, DeviceWarmup)), None)
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None and cfg.get("test_best", True) else ""
+    if best and not Path(best).is_file():  # deleted since (a resumed run remembers it)
+        print(f"warning: the best checkpoint {best} is gone; testing the final weights", file=sys.stderr)
+        best = ""
     test_results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
 
     metrics: dict[str, Any] = {**fit_metrics, **(test_results[0] if test_results else {})}

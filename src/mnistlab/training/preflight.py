@@ -1,14 +1,14 @@
-"""The Hydra callback that refuses impossible values and occupied run dirs before Hydra writes anything."""
+"""The Hydra callback that refuses impossible values before Hydra writes anything (``ClaimRunDir``, which
+runs next, refuses occupied run folders)."""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from ..config.rundir import refuse_to_overwrite, resume_in_place
+from ..config.rundir import resume_in_place
 from ..errors import MnistlabError, debug_enabled
 
 
@@ -24,7 +24,6 @@ class PreflightCheck(Callback):
             HydraConfig.instance().set_config(config)
             check_buildable(config)
             resume_in_place(config)
-            refuse_to_overwrite(Path(config.hydra.run.dir), config.get("ckpt_path"))
         except MnistlabError as err:
             if debug_enabled():
                 raise

@@ -1,4 +1,5 @@
-"""Callbacks that lose nothing and explain why a run stopped: the divergence guard, the interrupt checkpoint."""
+"""Callbacks that lose nothing and explain why a run stopped: the divergence guard, the interrupt checkpoint,
+early stopping that survives a run without a validation."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import EarlyStopping
+from pytorch_lightning.trainer.states import RunningStage, TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from ..errors import MnistlabError
+from ..errors import ConfigError, MnistlabError
 
 
 class DivergenceError(MnistlabError):
@@ -65,6 +68,37 @@ class DivergenceGuard(pl.Callback):
                 f"the learning rate is the usual cause (optimizer.lr={lr:g}): lower it, or {advice}; {last_good}")
 
 
+class ResumableEarlyStopping(EarlyStopping):
+    """Lightning's ``EarlyStopping`` that waits for a validation instead of failing without one: a run that
+    ``max_steps`` or a signal stops before its first validation, or a resume that starts mid-epoch, has
+    no ``val/acc`` yet. A monitored name that validation never logs is still an error, as one line."""
+
+    @property
+    def state_key(self) -> str:  # Lightning's own key: checkpoints of either class resume with the other
+        return super().state_key.replace(type(self).__qualname__, EarlyStopping.__qualname__, 1)
+
+    def _validate_condition_metric(self, logs: dict[str, torch.Tensor]) -> bool:
+        if self.monitor in logs:
+            return True
+        stage = self.monitor.split("/", 1)[0] + "/"
+        logged = sorted(k for k in logs if k.startswith(stage))
+        if logged:
+            raise ConfigError(f"callbacks.early_stopping.monitor={self.monitor}: not a metric this run logs; "
+                              f"choose one of {', '.join(logged)}")
+        return False
+
+
+def restart_validation(trainer) -> None:
+    """Mark the validation that was interrupted as begun but without a batch done, so that a resume runs
+    it again whole. Lightning would continue it at the batch it stopped at, with the metric states of
+    the batches before lost: the epoch then logs no ``val/acc`` and early stopping fails on resume."""
+    progress = trainer.fit_loop.epoch_loop.val_loop.batch_progress
+    for counts in (progress.total, progress.current):
+        counts.reset()
+        counts.ready = counts.started = 1
+    progress.is_last_batch = False
+
+
 class InterruptCheckpoint(pl.Callback):
     """On Ctrl+C or SIGTERM, save ``checkpoints/interrupted.ckpt`` and say how to resume."""
 
@@ -74,6 +108,8 @@ class InterruptCheckpoint(pl.Callback):
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or trainer.global_step == 0:
             return
+        if trainer.state.fn == TrainerFn.FITTING and trainer.state.stage == RunningStage.VALIDATING:
+            restart_validation(trainer)
         trainer.save_checkpoint(self.path)
         if trainer.is_global_zero:
             kind = "SIGTERM" if isinstance(exception, SIGTERMException) else "interrupt"

@@ -1,0 +1,23 @@
+"""Faults a test injects into a real training process (loaded there through PYTHONPATH=tests)."""
+
+import os
+import signal
+
+import pytorch_lightning as pl
+
+
+class SignalInHook(pl.Callback):
+    """Sends this very process a real signal from inside one Lightning hook, at a chosen epoch and batch:
+    the way to reach a hook (mid-validation, at an epoch's end) that a timed kill from outside would hit
+    only by luck."""
+
+    def __init__(self, hook: str, epoch: int = 1, batch: int = 0, signum: int = signal.SIGTERM) -> None:
+        self.epoch, self.batch, self.signum, self.sent = epoch, batch, signum, False
+        setattr(self, hook, self._fire)
+
+    def _fire(self, trainer, *args, **kwargs) -> None:
+        batch_idx = args[-1] if args and isinstance(args[-1], int) else self.batch
+        if (not self.sent and not trainer.sanity_checking and trainer.current_epoch == self.epoch
+                and batch_idx >= self.batch):
+            self.sent = True
+            os.kill(os.getpid(), self.signum)
