@@ -18,12 +18,14 @@ train: $(BIN)/mnistlab-ready
 # The tests start with the lint: ruff takes a second and fails before a long suite would.
 # test: the dev loop, slow tests left out (pyproject's addopts), one pytest worker per core (most of its
 # time is interpreter start-up and imports, which two cores share well: 3m25s serial, 2m18s on two);
-# test-all: every test, serially, as CI runs them (the slow tests start processes and send signals).
+# test-all: every test, as CI runs them: the fast ones as in `test`, then the slow ones serially (they
+# start processes, send signals and race them, which a second worker on two cores would only disturb).
 test: lint
 	$(BIN)/python -m pytest -n auto $(ARGS)
 
 test-all: lint
-	$(BIN)/python -m pytest -m '' $(ARGS)
+	$(BIN)/python -m pytest -n auto $(ARGS)
+	$(BIN)/python -m pytest -m slow $(ARGS)
 
 lint: $(BIN)/mnistlab-ready
 	$(BIN)/python -m ruff check src tests

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from .config.compose import CONFIG_DIR, check_required, compose, in_multirun
-from .errors import ConfigError, debug_enabled, report_errors
+from .errors import ConfigError, debug_enabled, library_logs_in_run_log, report_errors
 
 T = TypeVar("T")
 
@@ -32,6 +33,13 @@ def preflight_overrides(argv: Sequence[str], config_name: str = "train") -> None
         raise SystemExit(2) from None
 
 
+def drop_null_groups(argv: Sequence[str]) -> list[str]:
+    """``logger=null`` (the Lightning+Hydra template's way to switch a group off) as Hydra's own ``~logger``:
+    Hydra 1.3 refuses ``null`` as a group's option."""
+    groups = {p.name for p in Path(CONFIG_DIR).iterdir() if p.is_dir()}
+    return [f"~{a.split('=', 1)[0]}" if a.endswith("=null") and a.split("=", 1)[0] in groups else a for a in argv]
+
+
 def hydra_command(config_name: str, run: Callable, multirun: Callable | None = None) -> Callable[[], T]:
     """``main()`` for ``python -m mnistlab.<config_name>``: ``run(cfg)`` under ``@hydra.main`` with its
     root config, the command line pre-flighted, a user's error one ``error:`` line and exit code 2.
@@ -39,13 +47,15 @@ def hydra_command(config_name: str, run: Callable, multirun: Callable | None = N
     import hydra
 
     def task(cfg):
-        if multirun is not None and in_multirun():
-            return multirun(cfg)
-        return report_errors(run)(cfg)
+        with library_logs_in_run_log():
+            if multirun is not None and in_multirun():
+                return multirun(cfg)
+            return report_errors(run)(cfg)
 
     hydra_main = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(task)
 
     def main() -> T:
+        sys.argv[1:] = drop_null_groups(sys.argv[1:])
         preflight_overrides(sys.argv[1:], config_name)
         return hydra_main()
 

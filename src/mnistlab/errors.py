@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
+import logging
 import os
 import sys
 import warnings
@@ -54,6 +56,34 @@ def user_error(err: BaseException | None) -> MnistlabError | None:
     return None
 
 
+def record_in_run_log(line: str, level: int = logging.ERROR) -> None:
+    """Write ``line`` to the run's log files (Hydra's ``train.log``) too, without printing it twice."""
+    record = logging.LogRecord("mnistlab", level, __file__, 0, line, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+# Lightning gives its loggers their own console handler and stops them propagating when it is imported
+# before logging is configured (always, under Hydra), so none of its lines reached train.log.
+_LIBRARY_LOGGERS = ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric")
+
+
+@contextlib.contextmanager
+def library_logs_in_run_log():
+    """Lightning's log lines also go to the run's log files while the block runs."""
+    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    loggers = [logging.getLogger(name) for name in _LIBRARY_LOGGERS]
+    added = [(lg, h) for lg in loggers if not lg.propagate for h in files if h not in lg.handlers]
+    for lg, h in added:
+        lg.addHandler(h)
+    try:
+        yield
+    finally:
+        for lg, h in added:
+            lg.removeHandler(h)
+
+
 def report_errors(fn: Callable[..., T]) -> Callable[..., T]:
     """Turn MnistlabError into `error: ...` on stderr and exit code 2 (traceback only in debug mode)."""
 
@@ -66,6 +96,7 @@ def report_errors(fn: Callable[..., T]) -> Callable[..., T]:
             if cause is None or debug_enabled():
                 raise
             print(f"error: {cause}", file=sys.stderr)
+            record_in_run_log(f"error: {cause}")
             raise SystemExit(2) from None
 
     return wrapper

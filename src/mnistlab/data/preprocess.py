@@ -34,7 +34,7 @@ def read_gray(path: str | Path) -> torch.Tensor:
                 if width * height > MAX_IMAGE_PIXELS:
                     raise DataError(f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
                                     f"{MAX_IMAGE_PIXELS:,}; refused unread")
-                gray = _gray_array(image)
+                gray = gray_pixels(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise DataError(f"image refused unread: over the limit of {MAX_IMAGE_PIXELS:,} pixels ({err})") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
@@ -42,7 +42,8 @@ def read_gray(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(gray.copy())
 
 
-def _gray_array(image: Image.Image) -> np.ndarray:
+def gray_pixels(image: Image.Image) -> np.ndarray:
+    """A PIL image as float gray pixels ``[H, W]`` in [0, 1] (transparency as white paper)."""
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
         # 16-bit and 32-bit gray: PIL's convert("L") would clip every value over 255 to white
         values = np.asarray(image, dtype=np.float32)
@@ -90,3 +91,8 @@ def to_mnist(gray: torch.Tensor) -> torch.Tensor:
     digit = torch.zeros(28, 28)
     digit[top : top + box.shape[0], left : left + box.shape[1]] = box
     return digit
+
+
+def digit_from_image(image: Image.Image) -> torch.Tensor:
+    """A PIL image (a drawing, a photo) -> the MNIST-style ``[28, 28]`` digit ``predict`` would make of it."""
+    return to_mnist(torch.from_numpy(gray_pixels(image).copy()))

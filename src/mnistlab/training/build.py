@@ -11,7 +11,7 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint, ModelSummary, ProgressBar
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary, ProgressBar
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from ..config.checks import check_config
@@ -88,6 +88,8 @@ def build(cfg: DictConfig, extra_callbacks: list | None = None, **trainer_overri
     # extra callbacks (timers) first: their epoch-end hooks run before the configured callbacks' work
     callbacks = [*(extra_callbacks or []), *instantiate_dict(cfg.get("callbacks"))]
     loggers = instantiate_dict(cfg.get("logger"))
+    if not loggers:  # logger=null: the learning-rate monitor has nowhere to write (Lightning refuses it)
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer_kwargs = {"callbacks": callbacks, "logger": loggers or False,
                       **switched_off_defaults(callbacks, cfg.trainer), **trainer_overrides}
     if not cfg.trainer.get("plugins"):  # a user's own plugins (e.g. a CheckpointIO for object stores) win

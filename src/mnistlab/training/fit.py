@@ -10,10 +10,11 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from ..config.rundir import refuse_to_overwrite
-from ..errors import silence_library_noise, user_error
+from ..errors import record_in_run_log, silence_library_noise, user_error
 from ..io import write_json
 from ..perf.machine import machine
 from .build import build, check_buildable
@@ -79,11 +80,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "metrics.json", metrics)
+        final = {f"hp/{k.replace('/', '_')}": metrics[k] for k in ("test/acc", "test/loss", "val/acc_best")
+                 if k in metrics}
         for logger in trainer.loggers:
-            final = {f"hp/{k.replace('/', '_')}": metrics[k] for k in ("test/acc", "test/loss", "val/acc_best")
-                     if k in metrics}
-            logger.log_hyperparams(logged_hparams(cfg), metrics=final)
+            if isinstance(logger, TensorBoardLogger):  # its hparams tab pairs the two; no other logger's signature
+                logger.log_hyperparams(logged_hparams(cfg), metrics=final)
+            else:
+                logger.log_hyperparams(logged_hparams(cfg))
+                logger.log_metrics(final, step=trainer.global_step)
             logger.finalize("success")
+            if isinstance(logger, WandbLogger):  # its run is written out when it ends, else only at exit
+                logger.experiment.finish()
     return metrics
 
 
@@ -98,6 +105,7 @@ def sweep_job(run, cfg: DictConfig) -> float:
         if isinstance(err, SystemExit) and err.code == 143:
             raise
         print(f"error: job {run_dir.name} failed: {message}", file=sys.stderr)
+        record_in_run_log(f"error: job {run_dir.name} failed: {message}")
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "metrics.json", {"status": "failed", "error": message})
         if "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")):

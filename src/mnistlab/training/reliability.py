@@ -3,6 +3,7 @@ early stopping that survives a run without a validation."""
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from pytorch_lightning.callbacks import EarlyStopping
 from pytorch_lightning.trainer.states import RunningStage, TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from ..errors import ConfigError, MnistlabError
+from ..errors import ConfigError, MnistlabError, record_in_run_log
 
 
 class DivergenceError(MnistlabError):
@@ -113,5 +114,6 @@ class InterruptCheckpoint(pl.Callback):
         trainer.save_checkpoint(self.path)
         if trainer.is_global_zero:
             kind = "SIGTERM" if isinstance(exception, SIGTERMException) else "interrupt"
-            print(f"{kind} at step {trainer.global_step}: saved {self.path}; resume with ckpt_path={self.path}",
-                  file=sys.stderr, flush=True)
+            line = f"{kind} at step {trainer.global_step}: saved {self.path}; resume with ckpt_path={self.path}"
+            print(line, file=sys.stderr, flush=True)
+            record_in_run_log(line, logging.WARNING)

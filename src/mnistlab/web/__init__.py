@@ -1,0 +1,1 @@
+"""The browser demo (Gradio)."""
