@@ -34,6 +34,7 @@ def test_csv_logger_holds_every_epoch_and_the_final_metrics(train_with):
     assert "model" in (run_dir / "csv" / "hparams.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_mlflow_logger_run_reads_back_with_the_mlflow_client(train_with):
     pytest.importorskip("mlflow", reason="the track extra is not installed: pip install -e '.[track]'")
     from mlflow.tracking import MlflowClient
@@ -47,6 +48,7 @@ def test_mlflow_logger_run_reads_back_with_the_mlflow_client(train_with):
     assert len(client.get_metric_history(run.info.run_id, "val/acc")) == 2  # one per epoch
 
 
+@pytest.mark.slow
 def test_wandb_logger_writes_an_offline_run_with_no_network(train_with):
     pytest.importorskip("wandb", reason="the track extra is not installed: pip install -e '.[track]'")
     _, run_dir = train_with("wandb")
@@ -55,6 +57,7 @@ def test_wandb_logger_writes_an_offline_run_with_no_network(train_with):
     assert b"hp/test_acc" in records and b"val/acc" in records and b"net" in records
 
 
+@pytest.mark.slow
 def test_many_loggers_and_no_logger(train_with, synthetic_root, tmp_path):
     pytest.importorskip("mlflow", reason="the track extra is not installed")
     metrics, run_dir = train_with("many")
