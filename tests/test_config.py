@@ -44,7 +44,8 @@ def test_any_regularization_composes_with_any_model(model, regularization, tmp_p
 def test_every_option_instantiates(group, tmp_path):
     for option in options(group):
         cfg = compose([f"{group}={option}"], output_dir=tmp_path)
-        if not (option == "gpu" and not torch.cuda.is_available()):  # that refusal has its own test
+        absent = {"gpu": not torch.cuda.is_available(), "mps": not torch.backends.mps.is_available()}
+        if not absent.get(option, False):  # the refusal of an absent device has its own test
             check_buildable(cfg)
         if group == "data":
             dm = instantiate(cfg.data, augment=OmegaConf.to_container(cfg.augment), _recursive_=False)
@@ -59,9 +60,12 @@ def test_every_option_instantiates(group, tmp_path):
             assert opt.defaults["lr"] == cfg.optimizer.lr
             assert opt.defaults.get("nesterov", False) == (option == "nesterov")
         elif group == "trainer":
-            if option == "gpu":
-                assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "32-true"
-                continue  # constructing a GPU Trainer needs a GPU
+            if option in ("gpu", "mps"):
+                assert cfg.trainer.accelerator == option and cfg.trainer.precision == "32-true"
+                if absent[option]:
+                    with pytest.raises(ConfigError, match=f"trainer.accelerator={option}: PyTorch sees no"):
+                        check_buildable(cfg)
+                continue  # constructing a GPU Trainer needs that GPU
             assert isinstance(instantiate(cfg.trainer), pl.Trainer)
         else:
             objects = [instantiate(v) for v in cfg[group].values()]

@@ -201,3 +201,16 @@ def test_fit_seconds_leave_lightnings_start_up_out(synthetic_root, tmp_path):
     trainer.fit(model, datamodule=datamodule)
     whole = time.perf_counter() - start
     assert 0 < speed.train_seconds <= speed.fit_seconds <= whole - 0.5
+
+
+@pytest.mark.parametrize("preset, extra, steps", [
+    ("fdr", [], 1),                                   # one batch, then stop
+    ("limit", ["data.batch_size=64"], 2 * 9),         # 540 images / 64 = 9 batches (under the 20 limit), 2 epochs
+    ("overfit", ["trainer.max_epochs=2"], 2 * 10),    # the same 10 batches each epoch
+    ("profiler", [], 17),                             # one epoch of 17 batches, and a report
+])
+def test_debug_presets(preset, extra, steps, synthetic_root, tmp_path):
+    metrics = run_train(tmp_path, [*synthetic_overrides(synthetic_root), "model=dnn", f"debug={preset}", *extra])
+    assert metrics["global_step"] == steps
+    if preset == "profiler":
+        assert "Profiler Report" in (tmp_path / "fit-profile.txt").read_text()

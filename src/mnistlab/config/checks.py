@@ -28,6 +28,9 @@ def check_device(cfg: DictConfig) -> None:
     if accelerator in ("gpu", "cuda") and not gpu:
         raise ConfigError(f"trainer.accelerator={accelerator}: PyTorch sees no CUDA GPU here; "
                           "use trainer.accelerator=auto or cpu")
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("trainer.accelerator=mps: PyTorch sees no Apple GPU (MPS) here; "
+                          "use trainer.accelerator=auto or cpu")
     if precision.startswith("bf16") and gpu and accelerator in ("gpu", "cuda", "auto") \
             and not torch.cuda.is_bf16_supported():
         raise ConfigError(f"trainer.precision={precision}: {torch.cuda.get_device_name(0)} has no bfloat16 "
