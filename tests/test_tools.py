@@ -224,3 +224,15 @@ def test_export_keeps_the_center_crop(fmt, tmp_path):
     export(model, fmt, output)
     for n in (1, 9):
         assert max_difference(model, fmt, output, torch.rand(n, 1, 28, 28)) < 1e-4
+
+
+@pytest.mark.parametrize("name", ["evaluate", "predict", "export", "kernels", "demo"])
+def test_tool_help_explains_its_own_settings(name):
+    from mnistlab.config.compose import tool_settings
+
+    result = command(name, "--help")
+    assert result.returncode == 0 and result.stdout.startswith(f"usage: python -m mnistlab.{name}")
+    for key in tool_settings(name):
+        line = next(ln for ln in result.stdout.splitlines() if ln.strip().startswith(f"{key} "))
+        assert ": " in line  # a default or "(required)", then what it means
+    assert "Configuration groups" not in result.stdout and "model/" not in result.stdout

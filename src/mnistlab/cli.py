@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from .config.compose import CONFIG_DIR, check_required, compose, in_multirun
+from .config.compose import CONFIG_DIR, check_required, compose, in_multirun, tool_help
 from .errors import ConfigError, debug_enabled, library_logs_in_run_log, report_errors
 
 T = TypeVar("T")
@@ -55,6 +55,9 @@ def hydra_command(config_name: str, run: Callable, multirun: Callable | None = N
     hydra_main = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(task)
 
     def main() -> T:
+        if config_name != "train" and any(a in ("--help", "-h") for a in sys.argv[1:]):
+            print(tool_help(config_name), end="")
+            raise SystemExit(0)
         sys.argv[1:] = drop_null_groups(sys.argv[1:])
         preflight_overrides(sys.argv[1:], config_name)
         return hydra_main()

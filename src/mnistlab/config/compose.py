@@ -65,6 +65,28 @@ def tool_settings(config_name: str) -> list[str]:
     return [key for key in OmegaConf.load(Path(CONFIG_DIR) / f"{config_name}.yaml") if key not in ("defaults", "hydra")]
 
 
+def tool_help(config_name: str) -> str:
+    """``--help`` of a tool: its own settings, each with its default and the comment above it in its YAML
+    (Hydra's own help would list train's config groups, none of which apply)."""
+    lines = (Path(CONFIG_DIR) / f"{config_name}.yaml").read_text().splitlines()
+    usage = lines[0].lstrip("# ").strip() if lines and lines[0].startswith("#") else f"python -m mnistlab.{config_name}"
+    values = OmegaConf.load(Path(CONFIG_DIR) / f"{config_name}.yaml")
+    rows, comment = [], []
+    for line in lines[1:]:
+        if line.startswith("#"):
+            comment.append(line.lstrip("# ").strip())
+            continue
+        key = line.split(":", 1)[0]
+        if key in tool_settings(config_name):
+            value = "(required)" if OmegaConf.is_missing(values, key) else \
+                f"default {OmegaConf.to_yaml({key: values[key]}).split(':', 1)[1].strip()}"
+            rows.append((key, value, " ".join(comment)))
+        comment = []
+    width = max(len(k) for k, _, _ in rows)
+    body = "\n".join(f"  {k:<{width}}  {v}" + (f": {c}" if c else "") for k, v, c in rows)
+    return f"usage: {usage}\n\nsettings (key=value):\n{body}\n\nHydra's own flags: --hydra-help, --cfg job\n"
+
+
 def check_required(cfg: DictConfig, config_name: str) -> None:
     """A tool's ``???`` settings must be given: one line naming the first missing one."""
     for key in tool_settings(config_name):
