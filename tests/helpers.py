@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import logging
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,3 +73,15 @@ def command(name: str, *args) -> Result:
         GlobalHydra.instance().clear()  # as a fresh process would find it
         logging.getLogger().handlers.clear()  # a run's job logging (train.log) ends with it
     return Result(code, out.getvalue(), err.getvalue())
+
+
+def summary_rows(path: Path) -> list[dict]:
+    """The rows of a sweep's summary.csv."""
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

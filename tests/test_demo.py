@@ -17,19 +17,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from helpers import Payload, command, run_train
+from helpers import Payload, command, free_port, run_train
 
 pytest.importorskip("gradio", reason="the demo extra is not installed: pip install -e '.[demo]'")
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "outputs" / "test-artifacts"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def drawing(kind: str, size=(280, 280), ink=(0, 0, 0, 255), paper=(0, 0, 0, 0)) -> Image.Image:

@@ -40,7 +40,8 @@ def test_results_table_from_a_small_real_multirun(synthetic_root, tmp_path):
     assert "old" not in text and table in text and text.endswith("after\n")
     # a second call reuses the finished runs instead of training again
     again = subprocess.run(args, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and "[results]" not in again.stderr
+    assert again.returncode == 0 and "(at " not in again.stderr  # no job started
+    assert again.stderr.count("finished before, reused") == 4
     partial = subprocess.run([*args[:3], "experiments=[keras_cnn,tf_dnn]", *args[4:7], "run_missing=false",
                               f"output={tmp_path / 'partial.md'}"], capture_output=True, text=True, timeout=300)
     assert partial.returncode == 0, partial.stderr[-3000:]
@@ -203,6 +204,24 @@ def test_results_tabulates_finished_runs_without_training(tiny_run, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     row = next(line for line in (tmp_path / "results.md").read_text().splitlines() if line.startswith("| `keras_cnn`"))
     assert f"| {metrics['test/acc'] * 100:.2f} ± 0.00 |" in row and f"| {metrics['parameters']} |" in row
-    assert "[results]" not in result.stderr  # nothing was trained
+    assert "(at " not in result.stderr and result.stderr.count("reused") == 2  # nothing was trained
     bad = command("results", "experiments=[nope]")
     assert bad.returncode == 2 and "unknown experiment(s) ['nope']" in bad.stderr
+
+
+def test_progress_says_job_of_total_and_beats_while_a_child_runs(tmp_path, capsys):
+    from mnistlab.perf.progress import Progress, checkpoint_status
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "best-epoch004-val_acc0.9912.ckpt").write_bytes(b"")
+    progress = Progress("results", total=2, every=0.3)
+    progress.skip("cnn seed 0")
+    done = progress.run([sys.executable, "-c", "import time; time.sleep(1.5); print('out')"], "cnn seed 1",
+                        checkpoint_status(tmp_path), capture=True)
+    assert done.returncode == 0 and done.stdout.strip() == "out"
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "[results] 1/2 cnn seed 0: finished before, reused"
+    assert lines[1].startswith("[results] 2/2 cnn seed 1 (at 0m0")
+    beats = [ln for ln in lines if "running for" in ln]
+    assert len(beats) >= 2 and beats[0].endswith("best so far: epoch 4, val/acc 0.9912")
+    assert lines[-1].startswith("[results] 2/2 cnn seed 1: done in 0m01s")

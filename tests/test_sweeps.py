@@ -1,6 +1,5 @@
-"""Sweeps and scale-out, small and real: a 2x2 multirun, a 3-trial Optuna study, launchers, 2-process DDP."""
+"""Sweeps and scale-out, small and real: a 2x2 multirun, launchers, 2-process DDP (Optuna: test_tuning.py)."""
 
-import csv
 import json
 import subprocess
 import sys
@@ -10,12 +9,7 @@ import yaml
 
 from mnistlab.config.compose import compose
 
-from helpers import FAST, synthetic_overrides
-
-
-def summary_rows(path):
-    with open(path) as f:
-        return list(csv.DictReader(f))
+from helpers import FAST, summary_rows, synthetic_overrides
 
 
 def train_cli(*args, timeout=600):
@@ -43,56 +37,6 @@ def test_multirun_summary_ranks_jobs_and_keeps_failures(synthetic_root, tmp_path
     best = yaml.safe_load((tmp_path / "best_params.yaml").read_text())
     assert best["job"] == rows[0]["job"] and best["value"] == pytest.approx(float(rows[0]["val/acc_best"]))
     assert "sweep" in result.stdout and "failed" in result.stdout
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("storage", ["memory", "sqlite"])
-def test_optuna_search_three_trials(storage, synthetic_root, tmp_path):
-    extra = [f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study.db'}"] if storage == "sqlite" else []
-    result = train_cli("hparams_search=optuna", *synthetic_overrides(synthetic_root), "trainer.max_epochs=1",
-                       "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={tmp_path / 'sweep'}", *extra)
-    assert result.returncode == 0, result.stderr[-3000:]
-    sweep = tmp_path / "sweep"
-    rows = summary_rows(sweep / "summary.csv")
-    assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
-    assert all("optimizer.lr=" in r["overrides"] and "model.net.hidden=" in r["overrides"] for r in rows)
-    best = yaml.safe_load((sweep / "best_params.yaml").read_text())
-    optuna_best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    assert best["value"] == pytest.approx(optuna_best["best_value"])
-    assert best["params"]["optimizer.lr"] == pytest.approx(optuna_best["best_params"]["optimizer.lr"])
-    if storage == "sqlite":
-        assert (tmp_path / "study.db").stat().st_size > 0
-
-
-CRASHY_SEARCH = """\
-# @package _global_
-defaults:
-  - optuna
-hydra:
-  sweeper:
-    n_trials: 3
-    sampler:
-      seed: 0
-    params:
-      optimizer.lr: choice(1e12, 0.001)
-"""
-
-
-@pytest.mark.slow
-def test_optuna_study_survives_a_crashing_trial(synthetic_root, tmp_path):
-    # a search space where some trials diverge: the crash is a failed trial, not the end of the study
-    (tmp_path / "conf" / "hparams_search").mkdir(parents=True)
-    (tmp_path / "conf" / "hparams_search" / "crashy.yaml").write_text(CRASHY_SEARCH)
-    result = subprocess.run([sys.executable, "-m", "mnistlab.train", "--config-dir", str(tmp_path / "conf"), *FAST,
-                             "hparams_search=crashy", "optimizer=sgd", *synthetic_overrides(synthetic_root),
-                             "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = summary_rows(tmp_path / "sweep" / "summary.csv")
-    assert len(rows) == 3
-    outcome = {r["overrides"].split("optimizer.lr=")[1].split()[0]: r["status"] for r in rows}
-    assert outcome == {"1000000000000.0": "failed", "0.001": "ok"}
-    assert "Best value" in result.stderr + result.stdout
 
 
 @pytest.mark.slow

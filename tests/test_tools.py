@@ -13,10 +13,10 @@ from PIL import Image
 
 from mnistlab.data.datasets import load_split
 from mnistlab.data.preprocess import to_mnist
-from mnistlab.export import export, max_difference, network_from_checkpoint
-from mnistlab.kernels import classic_kernels, filter_image, learned_panels
 from mnistlab.models import nets
 from mnistlab.models.classifier import CNNClassifier
+from mnistlab.models.exporting import export, max_difference, network_from_checkpoint
+from mnistlab.models.filters import classic_kernels, filter_image, learned_panels
 from mnistlab.training.checkpoints import load_model
 
 from conftest import write_idx
@@ -236,3 +236,47 @@ def test_tool_help_explains_its_own_settings(name):
         line = next(ln for ln in result.stdout.splitlines() if ln.strip().startswith(f"{key} "))
         assert ": " in line  # a default or "(required)", then what it means
     assert "Configuration groups" not in result.stdout and "model/" not in result.stdout
+
+
+COMMANDS = ("train", "evaluate", "predict", "inspect", "kernels", "export", "demo", "bench", "results", "speedrun")
+HELP_WITHOUT_TORCH = """\
+import runpy, sys
+for name in sys.argv[1:]:
+    sys.argv = [name, "--help"]
+    try:
+        runpy.run_module(f"mnistlab.{name}", run_name="__main__")
+    except SystemExit as done:
+        assert done.code in (0, None), (name, done.code)
+    heavy = [m for m in ("torch", "pytorch_lightning", "matplotlib", "optuna", "gradio") if m in sys.modules]
+    assert not heavy, (name, heavy)
+print("ok")
+"""
+
+
+def test_help_of_every_command_loads_no_torch():
+    # --help answers from the configs alone: importing torch and Lightning costs ~12 s on this machine
+    result = subprocess.run([sys.executable, "-c", HELP_WITHOUT_TORCH, *COMMANDS], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
+COMPLETE = """\
+eval "$(mnistlab-$1 -sc install=bash)"
+COMP_LINE="mnistlab-$1 $2"; COMP_POINT=${#COMP_LINE}; COMP_WORDS=($COMP_LINE); COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
+hydra_bash_completion
+echo "${COMPREPLY[@]}"
+"""
+
+
+@pytest.mark.parametrize("name, typed, offered", [
+    ("train", "model=d", "model=dnn"),
+    ("train", "hydra/sweeper/pruner=h", "hydra/sweeper/pruner=hyperband"),
+    ("evaluate", "num_w", "num_worst="),
+])
+def test_console_scripts_complete_in_bash(name, typed, offered):
+    bin_dir = os.path.dirname(sys.executable)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "-c", COMPLETE, "complete", name, typed], capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [offered]

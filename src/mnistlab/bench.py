@@ -22,35 +22,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .errors import ConfigError, report_errors, silence_library_noise
 from .io import json_line, update_section
-from .perf.benchmark import (
-    ALL_VARIANTS,
-    MODELS,
-    VARIANTS,
-    combine_rounds,
-    config,
-    measure_training,
-    peak_memory_mb,
-    summarize,
-    table_rows,
-)
 from .perf.machine import machine
+from .perf.progress import Progress
+from .perf.variants import ALL_VARIANTS, MODELS, VARIANTS
 
 
-def run_variant_process(variant: str, model: str, args) -> dict[str, Any]:
+def run_variant_process(variant: str, model: str, args, progress: Progress, round_: int) -> dict[str, Any]:
     command = [sys.executable, "-m", "mnistlab.bench", "--child", variant, "--models", model,
                "--device", args.device, "--warmup", str(args.warmup), "--steps", str(args.steps[model]),
                "--overrides", *args.overrides]
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = progress.run(command, f"round {round_ + 1}/{args.rounds} {model} {variant}", capture=True)
     if done.returncode != 0:
         raise RuntimeError(f"bench {variant}/{model} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -59,6 +47,8 @@ def run_variant_process(variant: str, model: str, args) -> dict[str, Any]:
 def print_table(summary: dict[str, Any], models: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
+
+    from .perf.benchmark import table_rows
 
     header, rows = table_rows(summary, models)
     table = Table(title=f"training images/s with augmentation ({summary['machine']})")
@@ -70,6 +60,8 @@ def print_table(summary: dict[str, Any], models: list[str]) -> None:
 
 
 def markdown(summary: dict[str, Any], args) -> str:
+    from .perf.benchmark import table_rows
+
     header, rows = table_rows(summary, args.models)
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 2) + "---|",
              *("| " + " | ".join(cells) + " |" for cells in rows)]
@@ -101,6 +93,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--overrides", nargs="*", default=[], help="train config overrides, e.g. data.batch_size=256")
     parser.add_argument("--child", choices=ALL_VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    import torch  # torch and Lightning load only to run (--help stays fast)
+
+    from .perf.benchmark import combine_rounds, config, measure_training, peak_memory_mb, summarize
+
     silence_library_noise()
     if args.child:
         result = measure_training(args.child, args.models[0], args.device, args.warmup, args.steps, args.overrides)
@@ -118,10 +114,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.batch_size = configs[args.models[0]].data.batch_size
     args.steps = {m: args.steps or (150 if m == "cnn" else 400) for m in args.models}
     runs: dict[str, dict[str, list]] = {m: {v: [] for v in args.variants} for m in args.models}
-    for _ in range(args.rounds):
+    progress = Progress("bench", args.rounds * len(args.models) * len(args.variants))
+    for round_ in range(args.rounds):
         for m in args.models:
             for v in args.variants:
-                runs[m][v].append(run_variant_process(v, m, args))
+                runs[m][v].append(run_variant_process(v, m, args, progress, round_))
     results = {m: {v: combine_rounds(r) for v, r in variants.items()} for m, variants in runs.items()}
     summary = summarize(results)
     summary["machine"] = machine()

@@ -13,8 +13,6 @@ from omegaconf import DictConfig
 from .cli import hydra_command
 from .config import rules
 from .errors import ConfigError
-from .models import inference
-from .training.checkpoints import load_model
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -27,6 +25,9 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def run(cfg: DictConfig) -> None:
+    from .models import inference  # torch and Gradio load only to run (--help stays fast)
+    from .training.checkpoints import load_model
+
     port = rules.check("port", cfg.port, lambda v: 1 <= v <= 65535, "must be in 1-65535", whole=True)
     host = str(cfg.host)
     # the checkpoint is refused, and the port found taken, before anything serves

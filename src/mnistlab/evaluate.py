@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
-from rich.console import Console
-from rich.table import Table
-from torchmetrics.functional.classification import (
-    multiclass_confusion_matrix,
-    multiclass_f1_score,
-    multiclass_precision,
-    multiclass_recall,
-)
 
 from .cli import hydra_command
 from .config import rules
 from .io import write_json
-from .models import inference
-from .models.classifier import eval_loss
-from .plots import confusion_figure, digits_figure, save
-from .training.checkpoints import datamodule_for, load_model
+
+if TYPE_CHECKING:
+    import torch
 
 
 def test_metrics(logits: torch.Tensor, labels: torch.Tensor, class_names) -> dict[str, Any]:
+    import torch
+    from torchmetrics.functional.classification import multiclass_f1_score, multiclass_precision, multiclass_recall
+
+    from .models.classifier import eval_loss
+
     num_classes = len(class_names)
     predictions = logits.argmax(-1)
     kwargs = dict(num_classes=num_classes, average="none")
@@ -59,6 +54,12 @@ MAX_WORST = 200
 
 
 def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    from torchmetrics.functional.classification import multiclass_confusion_matrix
+
+    from .models import inference
+    from .plots import confusion_figure, digits_figure, save
+    from .training.checkpoints import datamodule_for, load_model
+
     rules.check("num_worst", cfg.num_worst, lambda v: 0 <= v <= MAX_WORST, f"must be in 0-{MAX_WORST}", whole=True)
     rules.positive("batch_size", cfg.batch_size, whole=True)
     module, checkpoint = load_model(cfg.ckpt_path, map_location=inference.inference_device(cfg.accelerator))
@@ -86,6 +87,9 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def print_report(metrics: dict[str, Any], run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=f"{metrics['dataset']} test set: accuracy {metrics['test/acc']:.4f}, "
                         f"loss {metrics['test/loss']:.4f}, {metrics['errors']} errors")
     for column in ("class", "precision", "recall", "f1", "support"):

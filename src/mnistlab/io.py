@@ -17,7 +17,8 @@ from typing import Any, BinaryIO
 
 from .errors import ConfigError, DiskFullError
 
-_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
+HOST_NAME = socket.gethostname()
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", HOST_NAME)[:32] or "host"
 # .<target name>.<host>.<pid>.<random>.tmp: unique per writer; host and pid say whose it is
 _TEMP = re.compile(r"^\.(?P<target>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
 
@@ -108,7 +109,7 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
         return removed
     for entry in folder.iterdir():
         match = _TEMP.match(entry.name)
-        if match is None or match["host"] != _HOST or _process_alive(int(match["pid"])):
+        if match is None or match["host"] != _HOST or process_alive(int(match["pid"])):
             continue
         with contextlib.suppress(FileNotFoundError):
             entry.unlink()
@@ -116,7 +117,8 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host with that pid runs (a writer, a sweep worker)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 from .cli import hydra_command
 from .errors import ConfigError
 from .perf.machine import machine
+from .perf.progress import Progress
 from .perf.runs import check_experiments, metrics_file, publish, run_one, train_command
 
 
@@ -89,9 +90,9 @@ def ablation(cfg: DictConfig, command_line: Sequence[str]) -> str:
         variants = [v for v in variants if all(metrics_file(v[2] / f"seed_{s}").is_file() for s in seeds)]
         if not variants or variants[0][0] != "full recipe":
             raise ConfigError(f"run_missing=false but {base} holds no finished full-recipe runs for seeds {seeds}")
-    rows = []
+    rows, progress = [], Progress("results", len(variants) * len(seeds))
     for name, removal, folder in variants:
-        runs = [run_one(spec.experiment, s, [*overrides, *removal], folder / f"seed_{s}") for s in seeds]
+        runs = [run_one(spec.experiment, s, [*overrides, *removal], folder / f"seed_{s}", progress) for s in seeds]
         rows.append((name, removal, runs))
     full = statistics.fmean(r["test/acc"] for r in rows[0][2]) * 100
     lines = [f"| `{spec.experiment}` | test accuracy % | lesson's worth (points) | epochs | fit s | overrides |",
@@ -120,7 +121,8 @@ def collect(cfg: DictConfig) -> str:
                 print(f"[results] {e}: only seeds {finished[e]} of {seeds[e]} have finished", file=sys.stderr)
         seeds = {e: done for e, done in finished.items() if done}
         experiments = [e for e in experiments if e in seeds]
-    rows = {e: [run_one(e, s, list(cfg.overrides), Path(cfg.runs_dir) / e / f"seed_{s}") for s in seeds[e]]
+    progress = Progress("results", sum(len(seeds[e]) for e in experiments))
+    rows = {e: [run_one(e, s, list(cfg.overrides), Path(cfg.runs_dir) / e / f"seed_{s}", progress) for s in seeds[e]]
             for e in experiments}
     return table(rows, seeds, list(cfg.overrides), sys.argv[1:])
 

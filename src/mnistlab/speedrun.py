@@ -22,6 +22,7 @@ from .config.compose import compose
 from .errors import ConfigError
 from .io import json_line, write_json
 from .perf.machine import machine
+from .perf.progress import Progress
 from .perf.runs import check_experiments, publish, run_one
 
 
@@ -44,10 +45,12 @@ def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
     reference_overrides = [f"trainer={trainer_choice(cfg.recipe, recipe_overrides)}", *overrides,
                            *cfg.reference_overrides]
     runs: dict[str, list[dict[str, Any]]] = {"reference": [], "speedrun": []}
+    progress = Progress("speedrun", 2 * len(seeds))
     for seed in seeds:
         runs["reference"].append(run_one(cfg.reference, seed, reference_overrides,
-                                         folder / "reference" / f"seed_{seed}"))
-        runs["speedrun"].append(run_one(cfg.recipe, seed, recipe_overrides, folder / "speedrun" / f"seed_{seed}"))
+                                         folder / "reference" / f"seed_{seed}", progress))
+        runs["speedrun"].append(run_one(cfg.recipe, seed, recipe_overrides, folder / "speedrun" / f"seed_{seed}",
+                                        progress))
     ratios = [s["fit_seconds"] / r["fit_seconds"] for s, r in zip(runs["speedrun"], runs["reference"], strict=True)]
     accuracy = statistics.fmean(r["test/acc"] for r in runs["speedrun"])
     median_ratio = statistics.median(ratios)

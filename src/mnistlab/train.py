@@ -6,15 +6,14 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
-from pytorch_lightning.utilities import rank_zero_only
-from rich.console import Console
-from rich.table import Table
 
 from .cli import hydra_command
-from .training.fit import sweep_job, train
 
 
 def print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title="mnistlab run", show_header=False)
     rows = [
         ("run dir", str(run_dir)),
@@ -33,6 +32,10 @@ def print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
 
 def run(cfg: DictConfig) -> float | None:
     """One run: train, print the summary, return the metric a sweeper optimizes."""
+    from pytorch_lightning.utilities import rank_zero_only
+
+    from .training.fit import train  # torch and Lightning load only to run (--help stays fast)
+
     metrics = train(cfg)
     if rank_zero_only.rank == 0:
         print_summary(metrics, Path(cfg.trainer.default_root_dir))
@@ -40,7 +43,13 @@ def run(cfg: DictConfig) -> float | None:
     return float(value) if value is not None else None
 
 
-main = hydra_command("train", run, multirun=lambda cfg: sweep_job(run, cfg))
+def sweep_job(cfg: DictConfig) -> float:
+    from .training.fit import sweep_job
+
+    return sweep_job(run, cfg)
+
+
+main = hydra_command("train", run, multirun=sweep_job)
 
 if __name__ == "__main__":
     main()

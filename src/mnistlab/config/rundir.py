@@ -15,11 +15,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 
 from ..errors import ConfigError, report_errors
-from ..io import remove_stale_temp_files
+from ..io import remove_stale_temp_files, write_text
 
 # What makes a folder another run's: Hydra's copies of its config, its results, its checkpoints.
 RUN_FILES = (".hydra", "metrics.json", "checkpoints", "multirun.yaml")
 LOCK_FILE = ".mnistlab.lock"
+SHARED_FILE = ".mnistlab.shared"  # the study whose workers share this sweep folder
 _claims: dict[Path, int] = {}  # folder -> the locked file descriptor, held until the process ends
 
 
@@ -85,7 +86,7 @@ def resume_in_place(config: DictConfig) -> None:
         config.hydra.output_subdir = f".hydra/resume_{datetime.now():%Y-%m-%d_%H-%M-%S}"
 
 
-def claim(folder: Path, resuming: bool = False, resumable: bool = False) -> None:
+def claim(folder: Path, resuming: bool = False, resumable: bool = False, shared_by: str | None = None) -> None:
     """Make ``folder`` this process's, or refuse with one line.
 
     An exclusive ``flock`` on ``folder/.mnistlab.lock``, held until the process ends: of two processes
@@ -93,29 +94,43 @@ def claim(folder: Path, resuming: bool = False, resumable: bool = False) -> None
     ``kill -9``), so no stale lock ever blocks a resume. The folder must not hold another run's files,
     unless this run resumes from them: checked before anything is created (a refused command writes
     nothing) and again under the lock (a run that started meanwhile).
+
+    ``shared_by`` (the workers of one stored Optuna study): a shared lock instead, so those workers write
+    their trials into one sweep folder, which no other run can then take; the folder's files are theirs
+    when its ``.mnistlab.shared`` names the same study.
     """
-    _refuse_other_runs(folder, resuming, resumable)
+    if shared_by is None or _shared_by(folder) != shared_by:
+        _refuse_other_runs(folder, resuming, resumable)
     folder.mkdir(parents=True, exist_ok=True)
     key = folder.resolve()
     release(key)  # this process's earlier claim: an in-process command that has ended
     fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared_by else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except OSError:
         holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
         os.close(fd)
         raise FolderTaken(f"{folder} is being written by another mnistlab run ({holder}); "
                           "choose another hydra.run.dir or wait for that run to end") from None
     try:
-        _refuse_other_runs(folder, resuming, resumable)
+        if shared_by is None or _shared_by(folder) != shared_by:
+            _refuse_other_runs(folder, resuming, resumable)
     except FolderTaken:
         os.close(fd)
         raise
-    os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}: {' '.join(sys.argv)}\n"[:500].encode())
+    if shared_by is None:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}: {' '.join(sys.argv)}\n"[:500].encode())
+    elif _shared_by(folder) is None:
+        write_text(folder / SHARED_FILE, shared_by + "\n")
     _claims[key] = fd
     for stale in (folder, folder / "checkpoints"):
         remove_stale_temp_files(stale)
+
+
+def _shared_by(folder: Path) -> str | None:
+    marker = folder / SHARED_FILE
+    return marker.read_text().strip() if marker.is_file() else None
 
 
 def _refuse_other_runs(folder: Path, resuming: bool, resumable: bool) -> None:
@@ -136,6 +151,13 @@ def release(folder: Path) -> None:
 
 def _explicit(config: DictConfig, key: str) -> bool:
     return any(o.split("=", 1)[0].lstrip("+~") == key for o in config.hydra.overrides.hydra)
+
+
+def _stored_study(config: DictConfig) -> str | None:
+    """The study a sweep's workers share through a storage (any sweeper with ``storage`` and ``study_name``)."""
+    sweeper = config.hydra.get("sweeper") or {}
+    storage = sweeper.get("storage")
+    return f"study {sweeper.get('study_name') or config.get('run_name')} in {storage}" if storage else None
 
 
 def _is_child_rank() -> bool:
@@ -173,9 +195,10 @@ class ClaimRunDir(Callback):
         ckpt_path = config.get("ckpt_path") if mode == "run" and self.resumable else None
         resuming = ckpt_path is not None and Path(ckpt_path).resolve().parent == (base / "checkpoints").resolve()
         folder = base
+        shared_by = _stored_study(config) if mode == "sweep" else None
         for attempt in range(1, 100):
             try:
-                claim(folder, resuming, self.resumable)
+                claim(folder, resuming, self.resumable, shared_by)
                 break
             except FolderTaken:
                 if resuming or _explicit(config, f"hydra.{mode}.dir"):

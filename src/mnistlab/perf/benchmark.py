@@ -20,11 +20,7 @@ from ..config.compose import compose
 from ..models import inference
 from ..training.build import build, check_buildable
 from .baselines import StepTimer, bare_loop, lightning_floor, textbook_loader, trainer_limits
-
-VARIANTS = ("textbook", "mnistlab", "bare")
-ALL_VARIANTS = (*VARIANTS, "lightning")
-RATIOS = (("mnistlab", "textbook"), ("mnistlab", "bare"), ("lightning", "bare"))
-MODELS = ("cnn", "dnn")
+from .variants import ALL_VARIANTS, RATIOS
 
 
 def config(model: str, device: str, overrides: list[str]):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 from ..config.compose import CONFIG_DIR
 from ..errors import ConfigError, MnistlabError
 from ..io import update_section, write_text
+from .progress import Progress, checkpoint_status
 
 
 def train_command(experiment: str, seed: int, overrides: Sequence[str]) -> list[str]:
@@ -23,10 +23,13 @@ def metrics_file(run_dir: Path) -> Path:
     return run_dir / "metrics.json"
 
 
-def run_one(experiment: str, seed: int, overrides: Sequence[str], run_dir: Path) -> dict[str, Any]:
+def run_one(experiment: str, seed: int, overrides: Sequence[str], run_dir: Path, progress: Progress) -> dict[str, Any]:
     """The metrics of ``experiment`` at ``seed`` in ``run_dir``: trained now unless it finished before,
     continued from its last checkpoint if it was interrupted."""
-    if not metrics_file(run_dir).is_file():
+    label = f"{experiment} seed {seed}"
+    if metrics_file(run_dir).is_file():
+        progress.skip(label)
+    else:
         if (run_dir / "checkpoints").is_dir():  # an interrupted run: continue it
             last = run_dir / "checkpoints" / "last.ckpt"
             extra = [f"ckpt_path={last}"] if last.is_file() else []
@@ -34,8 +37,7 @@ def run_one(experiment: str, seed: int, overrides: Sequence[str], run_dir: Path)
             extra = []
         command = [sys.executable, *train_command(experiment, seed, overrides)[1:], *extra,
                    f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=0"]
-        print(f"[results] {experiment} seed {seed}: {' '.join(command[1:])}", file=sys.stderr, flush=True)
-        done = subprocess.run(command, stdout=subprocess.DEVNULL)
+        done = progress.run(command, label, checkpoint_status(run_dir))
         if done.returncode != 0 or not metrics_file(run_dir).is_file():
             raise MnistlabError(f"{experiment} seed {seed} failed (exit {done.returncode}); see {run_dir}/train.log")
     return json.loads(metrics_file(run_dir).read_text())

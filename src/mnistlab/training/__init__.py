@@ -1,1 +1,1 @@
-"""From a composed config to a finished run: building the Trainer, callbacks, checkpoints, sweeps."""
+"""From a composed config to a finished run: building the Trainer, callbacks, checkpoints, pre-flight."""

@@ -22,6 +22,17 @@ from .callbacks import DeviceWarmup, SpeedMonitor
 from .checkpoints import check_resumable, load_checkpoint
 
 
+class JobFailed(Exception):
+    """A sweep job's failure, passed to a sweeper that records failures itself (Optuna's failed trials)."""
+
+
+def trial_callbacks() -> list[pl.Callback]:
+    """The Optuna trial reporter when this job is one of an Optuna study's trials, else nothing."""
+    from ..tuning.trial import reporting_callbacks
+
+    return reporting_callbacks()
+
+
 def logged_hparams(cfg: DictConfig) -> dict[str, Any]:
     keep = ("data", "augment", "model", "optimizer", "scheduler", "regularization")
     params: dict[str, Any] = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in keep if key in cfg}
@@ -42,7 +53,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     speed = SpeedMonitor()
-    datamodule, model, trainer = build(cfg, extra_callbacks=[speed])
+    datamodule, model, trainer = build(cfg, extra_callbacks=[speed, *trial_callbacks()])
 
     if resume_from is not None:
         check_resumable(resume_from, model, ckpt_path)
@@ -97,17 +108,23 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def sweep_job(run, cfg: DictConfig) -> float:
     """``run(cfg)`` as one job of a sweep: a failing job is a row with its error, never the end of the sweep."""
     run_dir = Path(cfg.trainer.default_root_dir)
+    records_failures = "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
     try:
         return run(cfg)
     except (Exception, SystemExit) as err:
-        cause = user_error(err)
-        message = str(cause) if cause is not None else f"{type(err).__name__}: {err}"
         if isinstance(err, SystemExit) and err.code == 143:
             raise
-        print(f"error: job {run_dir.name} failed: {message}", file=sys.stderr)
-        record_in_run_log(f"error: job {run_dir.name} failed: {message}")
+        optuna = sys.modules.get("optuna")  # imported by the sweep that prunes; absent in any other run
+        pruned = optuna is not None and isinstance(err, optuna.TrialPruned)
+        cause = user_error(err)
+        message = str(err) if pruned else str(cause) if cause is not None else f"{type(err).__name__}: {err}"
+        status = "pruned" if pruned else "failed"
+        print(f"{'' if pruned else 'error: '}job {run_dir.name} {status}: {message}", file=sys.stderr)
+        record_in_run_log(f"job {run_dir.name} {status}: {message}")
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "metrics.json", {"status": "failed", "error": message})
-        if "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")):
-            raise  # the Optuna sweeper records a raising job as a failed trial (max_failure_rate permitting)
+        write_json(run_dir / "metrics.json", {"status": status, "error": message})
+        if pruned:
+            raise
+        if records_failures:  # the Optuna sweeper records a raising job as a failed trial
+            raise JobFailed(message) from err
         return float("nan")  # the basic sweeper would stop at a raising job

@@ -1,4 +1,5 @@
-"""Multirun bookkeeping: one row per job in ``summary.csv`` / ``summary.md`` at the sweep dir's root."""
+"""Multirun bookkeeping: one row per job in ``summary.csv`` / ``summary.md`` at the sweep dir's root, and the
+best job as a command to rerun (``best_params.yaml``)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import csv
 import io
 import json
 import math
+import shlex
 from pathlib import Path
 from typing import Any
 
 import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..io import write_text
 
@@ -78,11 +80,38 @@ def write_summary(sweep_dir: Path, metric: str = "val/acc_best") -> list[dict[st
     write_text(sweep_dir / "summary.md", f"Sweep {sweep_dir}, ranked by {metric}\n\n" + "\n".join(lines) + "\n")
     best = next((r for r in rows if r["status"] == "ok"), None)
     if best is not None:
-        params = dict(o.split("=", 1) for o in best["params"].split() if "=" in o)
-        best_params = {"metric": metric, "value": best.get(metric), "job": best["job"],
-                       "params": {k: yaml.safe_load(v) for k, v in params.items()}}
-        write_text(sweep_dir / "best_params.yaml", yaml.safe_dump(best_params, sort_keys=False))
+        write_text(sweep_dir / "best_params.yaml", yaml.safe_dump(best_params(sweep_dir / best["job"], best, metric),
+                                                                  sort_keys=False, width=1000))
     return rows
+
+
+def best_params(job: Path, row: dict[str, Any], metric: str) -> dict[str, Any]:
+    """The best job's every parameter, and the overrides that rerun it as a plain ``python -m mnistlab.train``."""
+    overrides = [o for o in row["overrides"].split() if not o.startswith("hparams_search=")]
+    params = {}
+    for override in overrides:
+        key, _, value = override.partition("=")
+        params[key.lstrip("+~")] = yaml.safe_load(value) if value else None
+    rerun = rerun_overrides(job)
+    return {"metric": metric, "value": row.get(metric), "job": row["job"], "params": params, "overrides": rerun,
+            "command": " ".join(["python -m mnistlab.train", *map(shlex.quote, rerun)])}
+
+
+def rerun_overrides(job: Path) -> list[str]:
+    """The overrides under which ``python -m mnistlab.train`` composes exactly ``job``'s config: its config
+    group choices that differ from the defaults, then every value the search config or the sweep changed."""
+    from ..config.compose import compose
+    from ..config.overrides import overrides_between
+
+    hydra_cfg = OmegaConf.load(job / ".hydra" / "hydra.yaml").hydra
+    defaults = compose([]).hydra.runtime.choices
+    choices = [f"{group}={choice}" for group, choice in hydra_cfg.runtime.choices.items()
+               if not group.startswith("hydra/") and group != "hparams_search" and choice is not None
+               and defaults.get(group) != choice]
+    base = compose(choices)
+    with open_dict(base):
+        del base["hydra"]
+    return [*choices, *overrides_between(base, OmegaConf.load(job / ".hydra" / "config.yaml"))]
 
 
 def print_summary(rows: list[dict[str, Any]], sweep_dir: Path, metric: str) -> None:
