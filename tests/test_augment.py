@@ -106,3 +106,81 @@ def test_runs_on_the_gpu():
     x = torch.rand(16, 1, 28, 28, device="cuda")
     out = BatchAugment(rotation=10, shift=2, hflip=0.5)(x, generator=torch.Generator(device="cuda").manual_seed(0))
     assert out.device.type == "cuda"
+
+
+def test_zero_alpha_elastic_is_the_identity(image):
+    x = image.repeat(4, 1, 1, 1)
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(BatchAugment(elastic_alpha=0.0, elastic_sigma=4.0)(x, generator=gen), x)
+    from mnistlab.data.augment import displacement_field
+
+    zero = displacement_field(4, 28, 28, 0.0, 4.0, gen, x)
+    assert torch.allclose(apply(x, params(4), displacement=zero), x, atol=1e-6)
+
+
+def test_elastic_field_magnitude_follows_alpha_and_smoothness_sigma():
+    from mnistlab.data.augment import displacement_field
+
+    like = torch.zeros(1)
+
+    def field(alpha, sigma):
+        return displacement_field(64, 28, 28, alpha, sigma, torch.Generator().manual_seed(3), like)
+
+    assert field(34.0, 4.0).shape == (64, 28, 28, 2)
+    assert torch.allclose(field(68.0, 4.0), 2 * field(34.0, 4.0), atol=1e-5)  # linear in alpha
+    inner = (slice(None), slice(8, 20), slice(8, 20))  # away from the zero padding at the border
+
+    def roughness(f):  # neighbour differences relative to the field's own size
+        return (f[:, :, 1:] - f[:, :, :-1])[inner].abs().mean() / f[inner].abs().mean()
+
+    assert roughness(field(34.0, 1.0)) > 2 * roughness(field(34.0, 4.0)) > 0
+    # uniform(-1, 1) smoothed by a Gaussian of sigma 4: std ~ 0.577 / (2 sqrt(pi) 4) = 0.041, x 34 = 1.4 px
+    assert 0.8 < field(34.0, 4.0)[inner].std().item() < 2.0
+
+
+def test_elastic_distortion_moves_ink_a_little_and_is_deterministic(image):
+    x = image.repeat(8, 1, 1, 1)
+    aug = BatchAugment(elastic_alpha=34.0, elastic_sigma=4.0)
+    a = aug(x, generator=torch.Generator().manual_seed(7))
+    b = aug(x, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(a, b) and not torch.allclose(a, x, atol=1e-3)
+    assert len({tuple(o.flatten()[::29].tolist()) for o in a}) == 8  # a field of its own per sample
+    assert (a.sum() - x.sum()).abs() / x.sum() < 0.15  # the ink moves, little is lost
+
+
+def test_random_erasing_masks_follow_p_area_and_aspect():
+    from mnistlab.data.augment import erase_masks
+
+    masks = erase_masks(4000, 28, 28, 0.5, (0.1, 0.2), (0.5, 2.0), "cpu", torch.Generator().manual_seed(0))
+    erased = masks.flatten(1).any(1)
+    assert abs(erased.float().mean().item() - 0.5) < 0.03
+    areas = masks.flatten(1).sum(1)[erased].float() / (28 * 28)
+    assert areas.min() > 0.07 and areas.max() < 0.24  # rounding to whole pixels moves the bounds a little
+    rows = masks.any(-1).sum(-1).flatten()[erased].float()
+    cols = masks.any(-2).sum(-1).flatten()[erased].float()
+    assert (rows / cols).min() > 0.4 and (rows / cols).max() < 2.5
+    assert torch.equal(masks, erase_masks(4000, 28, 28, 0.5, (0.1, 0.2), (0.5, 2.0), "cpu",
+                                          torch.Generator().manual_seed(0)))
+    x = torch.ones(4000, 1, 28, 28)
+    out = BatchAugment(erase_p=1.0, erase_scale=(0.1, 0.2))(x, generator=torch.Generator().manual_seed(0))
+    assert ((out == 0).flatten(1).sum(1) > 0).all()  # every image lost a rectangle, set to 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(elastic_alpha=-1), "augment.elastic_alpha must be >= 0"),
+    (dict(elastic_sigma=0), "augment.elastic_sigma must be > 0"),
+    (dict(erase_p=2), "augment.erase_p is a probability"),
+    (dict(erase_scale=[0.3, 0.1]), "augment.erase_scale must be"),
+    (dict(erase_ratio=[1.0]), "augment.erase_ratio must be"),
+])
+def test_bad_elastic_and_erasing_settings(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        BatchAugment(**kwargs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_elastic_and_erasing_run_on_the_gpu():
+    x = torch.rand(16, 1, 28, 28, device="cuda")
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    out = BatchAugment(rotation=10, elastic_alpha=34, erase_p=0.5)(x, generator=gen)
+    assert out.device.type == "cuda" and out.shape == x.shape

@@ -20,7 +20,7 @@ def test_every_group_has_its_options():
     assert options("optimizer") == ["adam", "adamw", "momentum", "nesterov", "rmsprop", "sgd"]
     assert options("scheduler") == ["cosine", "exponential", "none", "onecycle", "plateau", "step"]
     assert options("regularization") == ["dropout", "elastic", "l1", "l2", "label_smoothing", "none"]
-    assert options("augment") == ["digits", "digits_strong", "fashion", "none"]
+    assert options("augment") == ["digits", "digits_elastic", "digits_strong", "fashion", "none"]
     assert options("data") == ["fashion_mnist", "mnist"]
     assert {"default", "cpu", "gpu"} <= set(options("trainer"))
 

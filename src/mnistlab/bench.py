@@ -76,6 +76,23 @@ def markdown(summary: dict[str, Any], args) -> str:
     return "\n".join(lines) + "\n"
 
 
+def augment_report(args) -> dict[str, Any]:
+    from .perf import augment_cost
+    from .perf.runs import check_experiments
+
+    check_experiments([args.augment])
+    silence_library_noise()
+    costs = augment_cost.augment_costs(args.augment, args.device, repeats=max(args.rounds, 1) * 10)
+    costs["machine"] = machine()
+    text = augment_cost.markdown(costs) + f"\nMedians of {max(args.rounds, 1) * 10} batches; {costs['machine']}.\n"
+    print(text)
+    if args.readme:
+        update_section(Path(args.readme), args.readme_section, text)
+    if args.json:
+        print(json_line(costs))
+    return costs
+
+
 @report_errors
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m mnistlab.bench", description=__doc__.splitlines()[0])
@@ -91,8 +108,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--readme", metavar="PATH", help="also write the table into a section of PATH")
     parser.add_argument("--readme-section", default="bench", help="that section's name (bench_gpu for a GPU)")
     parser.add_argument("--overrides", nargs="*", default=[], help="train config overrides, e.g. data.batch_size=256")
+    parser.add_argument("--augment", metavar="EXPERIMENT",
+                        help="instead: each augmentation's cost per batch beside EXPERIMENT's training step")
     parser.add_argument("--child", choices=ALL_VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.augment:
+        return augment_report(args)
     import torch  # torch and Lightning load only to run (--help stays fast)
 
     from .perf.benchmark import combine_rounds, config, measure_training, peak_memory_mb, summarize

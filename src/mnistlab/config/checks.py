@@ -37,6 +37,36 @@ def check_device(cfg: DictConfig) -> None:
                           "support; use trainer.precision=16-mixed or 32-true")
 
 
+def _device_count(devices) -> int:
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        return devices
+    if isinstance(devices, str) and devices.strip().isdigit():
+        return int(devices)
+    return len(devices) if OmegaConf.is_list(devices) or isinstance(devices, (list, tuple)) else 1
+
+
+def check_cuda_graph(cfg: DictConfig) -> None:
+    """``model.cuda_graph``: the captured step is one whole update on one device, replayed; what Lightning
+    would do around an update (clipping, accumulation, loss scaling, DDP's gradient sync) has no place in it."""
+    if not OmegaConf.select(cfg, "model.cuda_graph", default=False):
+        return
+    trainer = cfg.get("trainer") or {}
+    refusals = [
+        (trainer.get("gradient_clip_val"), "trainer.gradient_clip_val (clipping)"),
+        ((trainer.get("accumulate_grad_batches") or 1) != 1, "trainer.accumulate_grad_batches > 1"),
+        (str(trainer.get("precision", "32-true")).startswith("16"), f"trainer.precision={trainer.get('precision')} "
+                                                                     "(loss scaling reads the gradients on the host)"),
+        ("ddp" in str(trainer.get("strategy", "")) or trainer.get("num_nodes", 1) not in (None, 1)
+         or _device_count(trainer.get("devices")) > 1, "more than one device (the graph runs on one)"),
+        (OmegaConf.select(cfg, "model.compile", default=False), "model.compile"),
+        ("Plateau" in str(OmegaConf.select(cfg, "scheduler.scheduler._target_", default="")),
+         "a plateau schedule (it waits for validation)"),
+    ]
+    for refused, what in refusals:
+        if refused:
+            raise ConfigError(f"model.cuda_graph=true does not combine with {what}; drop one of them")
+
+
 # torch's own schedulers take these unchecked (a zero step size divides by zero mid-fit)
 _TORCH_SCHEDULER_RULES = {
     "step_size": lambda key, v: rules.positive(key, v, whole=True),
@@ -102,6 +132,7 @@ def check_config(cfg: DictConfig) -> None:
     if seed is not None:
         rules.whole_number("seed", seed)
     check_device(cfg)
+    check_cuda_graph(cfg)
     precision = cfg.get("float32_matmul_precision")
     if precision not in (None, "highest", "high", "medium"):
         raise ConfigError(f"float32_matmul_precision must be highest, high or medium, got {precision!r}")

@@ -208,6 +208,9 @@ class MNISTDataModule(pl.LightningDataModule):
         if isinstance(batch, torch.Tensor):  # model.example_input_array on its way to the graph logger
             return batch
         training = self.trainer is not None and self.trainer.training
+        module = getattr(self.trainer, "lightning_module", None)
+        if training and getattr(module, "prepares_training_batches", False):
+            return batch  # a captured training step converts and augments inside its graph
         return self.prepare_batch(batch, train=training)
 
     def state_dict(self) -> dict[str, Any]:

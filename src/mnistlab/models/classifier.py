@@ -82,6 +82,7 @@ class ClassifierModule(pl.LightningModule):
         num_classes: int = 10,
         channels_last: bool = False,
         compile: bool = False,
+        cuda_graph: bool = False,
         input_mean: float = 0.0,
         input_std: float = 1.0,
     ) -> None:
@@ -90,8 +91,12 @@ class ClassifierModule(pl.LightningModule):
         self.save_hyperparameters(
             dict(net=net, optimizer=optimizer, scheduler=scheduler, regularization=regularization,
                  num_classes=num_classes, channels_last=channels_last, compile=compile,
-                 input_mean=input_mean, input_std=input_std)
+                 cuda_graph=rules.switch("model.cuda_graph", cuda_graph), input_mean=input_mean,
+                 input_std=input_std)
         )
+        # cuda_graph: the module steps the optimizer itself, replaying a captured step (models/cuda_graph.py)
+        self.automatic_optimization = not cuda_graph
+        self._graphed_step = None
         self.l1 = float(rules.non_negative("regularization.l1", regularization.get("l1") or 0.0))
         self.l2 = float(rules.non_negative("regularization.l2", regularization.get("l2") or 0.0))
         self.label_smoothing = float(rules.fraction("regularization.label_smoothing",
@@ -160,17 +165,24 @@ class ClassifierModule(pl.LightningModule):
         return total
 
     # -- steps ---------------------------------------------------------------------------------
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        x, y = batch
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss to minimize, cross-entropy)``; counts the batch's correct predictions on the device."""
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         with torch.no_grad():  # counts stay on the device: no host sync per step
             self.train_correct.add_((logits.argmax(-1) == y).sum())  # add_: no Module.__setattr__ per step
             self.train_seen.add_(len(y))
+        penalty = self.penalty()
+        return (loss if penalty is None else loss + penalty), loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        if not self.automatic_optimization:
+            return self._own_optimizer_step(batch, batch_idx)
+        x, y = batch
+        total, loss = self.training_loss(x, y)
         if self._writes_logs_this_step():
             self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
-        penalty = self.penalty()
-        return loss if penalty is None else loss + penalty
+        return total
 
     def _eval_step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch
@@ -212,6 +224,48 @@ class ClassifierModule(pl.LightningModule):
         every = trainer.log_every_n_steps
         return bool(trainer.fast_dev_run) or (every > 0 and (self.global_step + 1) % every == 0)
 
+    # -- the captured step (model.cuda_graph) ----------------------------------------------------
+    @property
+    def prepares_training_batches(self) -> bool:
+        """Once captured, the step augments inside the graph: the DataModule hands it raw batches."""
+        return self._graphed_step is not None
+
+    def capture_training_step(self) -> bool:
+        """Capture the training step in a CUDA graph (``model.cuda_graph``); False where the device has none
+        (the same step then runs uncaptured)."""
+        if self.automatic_optimization or self.device.type != "cuda" or self._graphed_step is not None:
+            return False
+        from .cuda_graph import capture_step
+
+        self._graphed_step = capture_step(self, self.trainer)
+        return True
+
+    def _own_optimizer_step(self, batch, batch_idx: int) -> torch.Tensor:
+        optimizer = self.optimizers()  # Lightning's wrapper: its step hooks count the step as its loop does
+        graphed = self._graphed_step
+        if graphed is not None and graphed.matches(batch):
+            optimizer._on_before_step()  # the two hooks LightningOptimizer.step runs around an update
+            loss = graphed(batch)
+            optimizer._on_after_step()
+        else:  # before a capture, uncaptured devices, and a last batch of another size
+            total, loss = graphed.loss_fn(batch) if graphed is not None else self.training_loss(*batch)
+            optimizer.zero_grad(set_to_none=False)  # a captured graph's gradients must stay the same tensors
+            self.manual_backward(total)
+            optimizer.step()
+            loss = loss.detach()
+        self._step_schedulers("step", batch_idx + 1)
+        if self._writes_logs_this_step():
+            self.log("train/loss", loss.clone(), on_step=True, on_epoch=False, prog_bar=True, batch_size=len(batch[1]))
+        return loss
+
+    def _step_schedulers(self, interval: str, count: int) -> None:
+        """The schedules Lightning steps itself under automatic optimization, stepped the same way."""
+        for config in self.trainer.lr_scheduler_configs:
+            if config.interval == interval and count % config.frequency == 0:
+                config.scheduler.step()
+                if self._graphed_step is not None:
+                    self._graphed_step.keep_betas_on_device()
+
     def on_train_start(self) -> None:
         self.val_acc_best.reset()  # forget the sanity check's score
 
@@ -223,6 +277,8 @@ class ClassifierModule(pl.LightningModule):
         self.train_seen.zero_()
 
     def on_train_epoch_end(self) -> None:
+        if not self.automatic_optimization:
+            self._step_schedulers("epoch", self.current_epoch + 1)
         # Every rank sees an equal shard, so the mean over ranks is the global accuracy.
         accuracy = self.train_correct.float() / self.train_seen.clamp(min=1)
         self.log("train/acc", accuracy, prog_bar=True, sync_dist=True)

@@ -27,7 +27,8 @@ def config(model: str, device: str, overrides: list[str]):
     # Everything a training run has, minus what needs validation or a logger (the timed loop has neither).
     without = ("model_summary", "tensorboard_visuals", "model_checkpoint", "last_checkpoint", "early_stopping",
                "lr_monitor")
-    cfg = compose([f"model={model}", "augment=digits", f"trainer.accelerator={device}", "logger={}",
+    graph = ["model.cuda_graph=true"] if device == "gpu" else []  # the GPU's fast path (a user's override wins)
+    cfg = compose([f"model={model}", "augment=digits", f"trainer.accelerator={device}", "logger={}", *graph,
                    *(f"callbacks.{name}=null" for name in without), *overrides], output_dir="/tmp/mnistlab-bench")
     check_buildable(cfg)
     return cfg

@@ -17,6 +17,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from ..config.checks import check_config
 from ..errors import ConfigError, user_error
 from ..perf.machine import drop_failing_nvml_check
+from .callbacks import CudaGraphCapture
 from .checkpoint_io import AtomicCheckpointIO
 
 
@@ -36,7 +37,9 @@ def _instantiate(node: DictConfig, **kwargs):
 
 
 def build_datamodule(cfg: DictConfig):
-    return _instantiate(cfg.data, augment=OmegaConf.to_container(cfg.augment, resolve=True), _recursive_=False)
+    # _convert_: plain lists and dicts, which checkpoints store and weights_only loading accepts
+    return _instantiate(cfg.data, augment=OmegaConf.to_container(cfg.augment, resolve=True), _recursive_=False,
+                        _convert_="all")
 
 
 def build_model(cfg: DictConfig, input_stats: tuple[float, float]):
@@ -85,8 +88,10 @@ def build(cfg: DictConfig, extra_callbacks: list | None = None, **trainer_overri
     # the model first: a network's own checks fail before the Trainer prints or creates anything
     datamodule = build_datamodule(cfg)
     model = build_model(cfg, datamodule.input_stats)
-    # extra callbacks (timers) first: their epoch-end hooks run before the configured callbacks' work
-    callbacks = [*(extra_callbacks or []), *instantiate_dict(cfg.get("callbacks"))]
+    # extra callbacks (timers) first: their epoch-end hooks run before the configured callbacks' work; the
+    # graph capture before them all, so its warm-up stays out of the clock that starts at on_train_start
+    capture = [CudaGraphCapture()] if cfg.model.get("cuda_graph") else []
+    callbacks = [*capture, *(extra_callbacks or []), *instantiate_dict(cfg.get("callbacks"))]
     loggers = instantiate_dict(cfg.get("logger"))
     if not loggers:  # logger=null: the learning-rate monitor has nowhere to write (Lightning refuses it)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]

@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.loggers import TensorBoardLogger
-from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 from torchmetrics.classification import MulticlassConfusionMatrix
 from torchvision.utils import make_grid
 
@@ -131,6 +131,24 @@ class DeviceWarmup(pl.Callback):
             logits = net(x.contiguous(memory_format=pl_module.memory_format))
         F.cross_entropy(logits.float(), y).backward()
         optimizer.step()
+
+
+class CudaGraphCapture(pl.Callback):
+    """``model.cuda_graph``: captures the module's training step in a CUDA graph when training starts, after
+    a resume has restored the optimizer (a graph records the state tensors it sees), before the clock does;
+    ``seconds`` (warm-up steps and capture, undone) goes to ``warmup_seconds``. Without a CUDA device the same
+    step runs uncaptured."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        start = time.perf_counter()
+        if pl_module.capture_training_step():
+            torch.cuda.synchronize(pl_module.device)
+            self.seconds = time.perf_counter() - start
+        elif pl_module.device.type != "cuda":
+            rank_zero_warn(f"model.cuda_graph: {pl_module.device.type} has no CUDA graphs; the step runs uncaptured")
 
 
 def _tensorboard(trainer: pl.Trainer):

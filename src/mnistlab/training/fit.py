@@ -18,7 +18,7 @@ from ..errors import record_in_run_log, silence_library_noise, user_error
 from ..io import write_json
 from ..perf.machine import machine
 from .build import build, check_buildable
-from .callbacks import DeviceWarmup, SpeedMonitor
+from .callbacks import CudaGraphCapture, DeviceWarmup, SpeedMonitor
 from .checkpoints import check_resumable, load_checkpoint
 
 
@@ -66,7 +66,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     fit_seconds, images_per_second = speed.fit_seconds, speed.images_per_second
     # passes over the training set: fractional when max_steps stops a run mid-epoch
     epochs = round(speed.train_images / len(datamodule.train_set[1]), 2)
-    warmup = next((c for c in trainer.callbacks if isinstance(c, DeviceWarmup)), None)
+    warmups = [c for c in trainer.callbacks if isinstance(c, (DeviceWarmup, CudaGraphCapture))]
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None and cfg.get("test_best", True) else ""
     if best and not Path(best).is_file():  # deleted since (a resumed run remembers it)
@@ -79,7 +79,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         epochs=epochs,
         global_step=trainer.global_step,
         fit_seconds=round(fit_seconds, 3),
-        warmup_seconds=round(warmup.seconds, 3) if warmup is not None else 0.0,
+        warmup_seconds=round(sum(c.seconds for c in warmups), 3),  # start-up, CUDA graph capture included
         train_images_per_second=round(images_per_second, 1),
         best_checkpoint=best or None,
         parameters=sum(p.numel() for p in model.net.parameters()),
