@@ -72,8 +72,9 @@ class OptunaSweeper(Sweeper):
             raise ConfigError("hydra.sweeper.params: no search space "
                               "(e.g. optimizer.lr: tag(log, interval(1e-4, 1e-2)))")
         name = self.study_name or str(self.config.get("run_name") or "mnistlab")
-        study = optuna.create_study(study_name=name, storage=open_storage(self.storage), sampler=self.sampler,
-                                    pruner=self.pruner, direction=self.direction, load_if_exists=True)
+        with admission(self.storage):  # two workers creating one fresh SQLite schema at once collide
+            study = optuna.create_study(study_name=name, storage=open_storage(self.storage), sampler=self.sampler,
+                                        pruner=self.pruner, direction=self.direction, load_if_exists=True)
         if study.direction.name.lower() != self.direction:
             raise ConfigError(f"study {name} in {self.storage} is to {study.direction.name.lower()}, not "
                               f"{self.direction}; choose another hydra.sweeper.study_name")
