@@ -118,13 +118,20 @@ def test_the_page_shares_predicts_preprocessing(digit_demo, tmp_path):
 @pytest.fixture(scope="module")
 def server(mnist_cnn, mnist_root):
     port = free_port()
+    # SIGINT back to its default in the child: a suite started in the background (`cmd &`) ignores it, and
+    # a Python started with SIGINT ignored keeps ignoring it, so the Ctrl+C below would never arrive
     process = subprocess.Popen([sys.executable, "-m", "mnistlab.demo", f"ckpt_path={mnist_cnn}", f"port={port}",
-                                f"data_dir={mnist_root}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                f"data_dir={mnist_root}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     line = process.stdout.readline()  # the one line that says where it serves
     assert line.startswith(f"mnistlab demo: http://127.0.0.1:{port}"), (line, process.stderr.read()[-3000:])
     yield f"http://127.0.0.1:{port}/"
     process.send_signal(signal.SIGINT)  # Ctrl+C
-    _, err = process.communicate(timeout=60)
+    try:
+        _, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()  # no server outlives the suite
+        raise
     assert process.returncode == 0 and "Traceback" not in err, err[-3000:]
 
 
