@@ -37,6 +37,8 @@ def test_multirun_summary_ranks_jobs_and_keeps_failures(synthetic_root, tmp_path
     best = yaml.safe_load((tmp_path / "best_params.yaml").read_text())
     assert best["job"] == rows[0]["job"] and best["value"] == pytest.approx(float(rows[0]["val/acc_best"]))
     assert "sweep" in result.stdout and "failed" in result.stdout
+    assert [ln.split(" at ")[0] for ln in result.stderr.splitlines() if ln.startswith("[sweep] job")] == [
+        f"[sweep] job {i} of 4" for i in (1, 2, 3, 4)]  # which job of how many, and when it started
 
 
 @pytest.mark.slow

@@ -99,8 +99,7 @@ def claim(folder: Path, resuming: bool = False, resumable: bool = False, shared_
     their trials into one sweep folder, which no other run can then take; the folder's files are theirs
     when its ``.mnistlab.shared`` names the same study.
     """
-    if shared_by is None or _shared_by(folder) != shared_by:
-        _refuse_other_runs(folder, resuming, resumable)
+    _refuse_other_runs(folder, resuming, resumable, shared_by)
     folder.mkdir(parents=True, exist_ok=True)
     key = folder.resolve()
     release(key)  # this process's earlier claim: an in-process command that has ended
@@ -113,8 +112,7 @@ def claim(folder: Path, resuming: bool = False, resumable: bool = False, shared_
         raise FolderTaken(f"{folder} is being written by another mnistlab run ({holder}); "
                           "choose another hydra.run.dir or wait for that run to end") from None
     try:
-        if shared_by is None or _shared_by(folder) != shared_by:
-            _refuse_other_runs(folder, resuming, resumable)
+        _refuse_other_runs(folder, resuming, resumable, shared_by)
     except FolderTaken:
         os.close(fd)
         raise
@@ -133,7 +131,9 @@ def _shared_by(folder: Path) -> str | None:
     return marker.read_text().strip() if marker.is_file() else None
 
 
-def _refuse_other_runs(folder: Path, resuming: bool, resumable: bool) -> None:
+def _refuse_other_runs(folder: Path, resuming: bool, resumable: bool, shared_by: str | None = None) -> None:
+    if shared_by is not None and _shared_by(folder) == shared_by:
+        return  # the files of this study's other workers
     found = [name for name in RUN_FILES if (folder / name).exists()]
     if found and not resuming:
         last = folder / "checkpoints" / "last.ckpt"

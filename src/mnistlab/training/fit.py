@@ -17,6 +17,7 @@ from ..config.rundir import refuse_to_overwrite
 from ..errors import record_in_run_log, silence_library_noise, user_error
 from ..io import write_json
 from ..perf.machine import machine
+from ..tuning.trial import reporting_callbacks
 from .build import build, check_buildable
 from .callbacks import CudaGraphCapture, DeviceWarmup, SpeedMonitor
 from .checkpoints import check_resumable, load_checkpoint
@@ -25,12 +26,6 @@ from .checkpoints import check_resumable, load_checkpoint
 class JobFailed(Exception):
     """A sweep job's failure, passed to a sweeper that records failures itself (Optuna's failed trials)."""
 
-
-def trial_callbacks() -> list[pl.Callback]:
-    """The Optuna trial reporter when this job is one of an Optuna study's trials, else nothing."""
-    from ..tuning.trial import reporting_callbacks
-
-    return reporting_callbacks()
 
 
 def logged_hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -53,7 +48,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     speed = SpeedMonitor()
-    datamodule, model, trainer = build(cfg, extra_callbacks=[speed, *trial_callbacks()])
+    # reporting_callbacks: Optuna's trial reporter when this job is a trial
+    datamodule, model, trainer = build(cfg, extra_callbacks=[speed, *reporting_callbacks()])
 
     if resume_from is not None:
         check_resumable(resume_from, model, ckpt_path)

@@ -8,11 +8,15 @@ import io
 import json
 import math
 import shlex
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..io import write_text
@@ -126,8 +130,36 @@ def print_summary(rows: list[dict[str, Any]], sweep_dir: Path, metric: str) -> N
     Console(width=160).print(table)
 
 
+def planned_jobs(config: DictConfig) -> int | None:
+    """How many jobs Hydra's basic sweeper will run (the product of the swept values); None for a sweeper
+    that decides as it goes (Optuna's reports its own progress)."""
+    sweeper = config.hydra.sweeper
+    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return None
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
+    counts = {o.get_key_element(): len(list(o.sweep_string_iterator())) if o.is_sweep_override() else 1
+              for o in OverridesParser.create().parse_overrides([*params, *config.hydra.overrides.task])}
+    return math.prod(counts.values())
+
+
 class SweepSummary(Callback):
-    """Hydra callback: when a multirun ends, tabulate every job (failed ones included)."""
+    """Hydra callback: each job of a basic sweep says which of how many it is and when it starts; when a
+    multirun ends, every job (failed ones included) is tabulated."""
+
+    def __init__(self) -> None:
+        self.started, self.total = time.monotonic(), None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self.started, self.total = time.monotonic(), planned_jobs(config)
+
+    def on_job_start(self, config: DictConfig, **kwargs) -> None:
+        if self.total is None or not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+            return
+        job, seconds = HydraConfig.get(), int(time.monotonic() - self.started)
+        print(f"[sweep] job {job.job.num + 1} of {self.total} at {seconds // 60}m{seconds % 60:02d}s: "
+              f"{' '.join(job.overrides.task)}", file=sys.stderr, flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
