@@ -14,7 +14,8 @@ HEARTBEAT_SECONDS = 60.0
 _BEST = re.compile(r"epoch(?P<epoch>\d+)-val_acc(?P<acc>[0-9.]+?)(?:-v\d+)?\.ckpt$")
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """``4m05s``, or ``1h02m03s`` from an hour on: elapsed times in every progress line."""
     seconds = int(seconds)
     return f"{seconds // 3600}h{seconds // 60 % 60:02d}m{seconds % 60:02d}s" if seconds >= 3600 else \
         f"{seconds // 60}m{seconds % 60:02d}s"
@@ -46,7 +47,7 @@ class Progress:
             capture: bool = False) -> subprocess.CompletedProcess:
         """Run one job's process; every ``every`` seconds say how long it has run and ``status()``."""
         self.count += 1
-        self.say(f"{self.count}/{self.total} {label} (at {_clock(time.monotonic() - self.started)}): "
+        self.say(f"{self.count}/{self.total} {label} (at {clock(time.monotonic() - self.started)}): "
                  f"{' '.join(command[1:])}")
         started = time.monotonic()
         pipe = subprocess.PIPE if capture else subprocess.DEVNULL
@@ -57,8 +58,8 @@ class Progress:
                 break
             except subprocess.TimeoutExpired:
                 extra = f"; {status()}" if status is not None else ""
-                self.say(f"{self.count}/{self.total} {label}: running for {_clock(time.monotonic() - started)}"
-                         f" (all jobs {_clock(time.monotonic() - self.started)}){extra}")
-        self.say(f"{self.count}/{self.total} {label}: done in {_clock(time.monotonic() - started)}"
+                self.say(f"{self.count}/{self.total} {label}: running for {clock(time.monotonic() - started)}"
+                         f" (all jobs {clock(time.monotonic() - self.started)}){extra}")
+        self.say(f"{self.count}/{self.total} {label}: done in {clock(time.monotonic() - started)}"
                  + ("" if child.returncode == 0 else f", exit {child.returncode}"))
         return subprocess.CompletedProcess(list(command), child.returncode, out, err)

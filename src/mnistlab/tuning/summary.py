@@ -20,6 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..io import write_text
+from ..perf.progress import clock
 
 COLUMNS = ("job", "params", "status", "test/acc", "val/acc_best", "epochs", "fit_seconds", "error")
 
@@ -157,8 +158,8 @@ class SweepSummary(Callback):
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
         if self.total is None or not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
             return
-        job, seconds = HydraConfig.get(), int(time.monotonic() - self.started)
-        print(f"[sweep] job {job.job.num + 1} of {self.total} at {seconds // 60}m{seconds % 60:02d}s: "
+        job = HydraConfig.get()
+        print(f"[sweep] job {job.job.num + 1} of {self.total} at {clock(time.monotonic() - self.started)}: "
               f"{' '.join(job.overrides.task)}", file=sys.stderr, flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..config.overrides import override_value
 from ..errors import ConfigError
 from ..io import HOST_NAME, process_alive, write_text
+from ..perf.progress import clock
 from .space import SearchSpace, search_space, suggest
 from .storage import admission, live_studies, open_storage, trial_env
 
@@ -191,8 +192,7 @@ def _states(study: Any) -> str:
 
 
 def _elapsed(started: float) -> str:
-    seconds = int(time.monotonic() - started)
-    return f"{seconds // 60}m{seconds % 60:02d}s"
+    return clock(time.monotonic() - started)
 
 
 def write_results(study: Any, sweep_dir: Path, space: SearchSpace) -> None:
