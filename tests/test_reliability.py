@@ -69,6 +69,10 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(synthetic_root, tmp_
     assert b["epochs"] == a["epochs"] == 5 and b["global_step"] == a["global_step"]
     assert b["test/loss"] == pytest.approx(a["test/loss"], abs=1e-6)
     assert b["test/acc"] == a["test/acc"] and b["val/acc_best"] == a["val/acc_best"]
+    # the resumed run's learning curve holds the epochs from before the kill: the same curve
+    strip = [{k: v for k, v in row.items() if k != "fit_seconds"} for row in a["history"]]
+    assert [{k: v for k, v in row.items() if k != "fit_seconds"} for row in b["history"]] == strip
+    assert [row["epoch"] for row in b["history"]] == [1, 2, 3, 4, 5]
 
 
 @pytest.mark.slow

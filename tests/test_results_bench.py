@@ -6,6 +6,7 @@ import statistics
 import subprocess
 import sys
 
+import matplotlib.pyplot as plt
 import pytest
 import torch
 
@@ -24,7 +25,7 @@ def test_results_table_from_a_small_real_multirun(synthetic_root, tmp_path):
     readme.write_text("# x\n\n<!-- results:start -->\nold\n<!-- results:end -->\n\nafter\n")
     args = [sys.executable, "-m", "mnistlab.results", "experiments=[keras_cnn,lenet5]", "seeds=[0,1]",
             f"overrides={quoted}", f"runs_dir={tmp_path / 'runs'}", f"output={tmp_path / 'results.md'}",
-            "readme=true", f"readme_path={readme}"]
+            "readme=true", f"readme_path={readme}", f"readme_figure={tmp_path / 'docs' / 'images' / 'results.png'}"]
     result = subprocess.run(args, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     table = (tmp_path / "results.md").read_text()
@@ -38,6 +39,10 @@ def test_results_table_from_a_small_real_multirun(synthetic_root, tmp_path):
     assert "cores" in table and "torch" in table
     text = readme.read_text()
     assert "old" not in text and table in text and text.endswith("after\n")
+    # readme_figure is written with the table and the README's section shows it
+    figure = tmp_path / "docs" / "images" / "results.png"
+    assert figure.read_bytes() == (tmp_path / "results.png").read_bytes()
+    assert "highest seed)](docs/images/results.png)\n<!-- results:end -->" in text
     # a second call reuses the finished runs instead of training again
     again = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "(at " not in again.stderr  # no job started
@@ -199,9 +204,12 @@ def test_results_tabulates_finished_runs_without_training(tiny_run, tmp_path):
         shutil.copy(tiny_run / "metrics.json", runs / "keras_cnn" / f"seed_{seed}" / "metrics.json")
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     result = subprocess.run([sys.executable, "-m", "mnistlab.results", "experiments=[keras_cnn]", "seeds=[0,1]",
-                             f"runs_dir={runs}", f"output={tmp_path / 'results.md'}", "run_missing=false"],
-                            capture_output=True, text=True, timeout=300)
+                             f"runs_dir={runs}", f"output={tmp_path / 'results.md'}", "run_missing=false",
+                             "curves=keras_cnn"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    # the figure beside the table: the accuracy panel and keras_cnn's learning curves, from metrics.json
+    height, width = plt.imread(tmp_path / "results.png").shape[:2]
+    assert 1.8 * height < width < 3.5 * height and f"figure: {tmp_path / 'results.png'}" in result.stderr
     row = next(line for line in (tmp_path / "results.md").read_text().splitlines() if line.startswith("| `keras_cnn`"))
     assert f"| {metrics['test/acc'] * 100:.2f} ± 0.00 |" in row and f"| {metrics['parameters']} |" in row
     assert "(at " not in result.stderr and result.stderr.count("reused") == 2  # nothing was trained
@@ -225,3 +233,26 @@ def test_progress_says_job_of_total_and_beats_while_a_child_runs(tmp_path, capsy
     beats = [ln for ln in lines if "running for" in ln]
     assert len(beats) >= 2 and beats[0].endswith("best so far: epoch 4, val/acc 0.9912")
     assert lines[-1].startswith("[results] 2/2 cnn seed 1: done in 0m01s")
+
+
+def test_ablation_worth_is_what_removing_costs_or_adding_buys(tiny_run, tmp_path):
+    from omegaconf import OmegaConf
+
+    from mnistlab import results
+
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    base = tmp_path / "cnn_best"
+    for folder, acc in ((base, 0.9960), (base / "without_dropout", 0.9950), (base / "with_elastic", 0.9930)):
+        (folder / "seed_0").mkdir(parents=True)
+        (folder / "seed_0" / "metrics.json").write_text(json.dumps({**metrics, "test/acc": acc}))
+    cfg = OmegaConf.create({"ablation": {"experiment": "cnn_best", "without": {"dropout": ["model.net.dropout=0"]},
+                                         "with": {"elastic": ["augment.elastic_alpha=34"]}},
+                            "seeds": [0], "overrides": [], "runs_dir": str(tmp_path), "run_missing": False})
+    rows = {line.split(" | ")[0]: line for line in results.ablation(cfg, []).splitlines() if line.startswith("| ")}
+    assert rows["| full recipe"].startswith("| full recipe | 99.60 |  |")
+    assert rows["| without dropout"].startswith("| without dropout | 99.50 | +0.10 |")  # dropout is worth 0.1
+    assert rows["| with elastic"].startswith("| with elastic | 99.30 | -0.30 |")  # elastic costs 0.3
+    assert rows["| with elastic"].endswith("| `augment.elastic_alpha=34` |")
+    cfg.ablation.without, cfg.ablation["with"] = None, None
+    with pytest.raises(results.ConfigError, match=r"ablation\.without"):
+        results.ablation(cfg, [])

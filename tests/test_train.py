@@ -38,6 +38,12 @@ def test_short_run_learns_and_writes_metrics(finished_run):
     assert saved["test/acc"] > 0.9 and saved["val/acc_best"] > 0.9  # synthetic classes are easy
     assert saved["epochs"] == 3 and saved["fit_seconds"] > 0 and saved["train_images_per_second"] > 0
     assert saved["test/acc"] == pytest.approx(metrics["test/acc"])
+    # the learning curve, one row per validation, whichever logger ran: what the results figure draws
+    assert [row["epoch"] for row in saved["history"]] == [1, 2, 3] and saved["dataset"] == "mnist"
+    assert saved["history"][-1]["val/acc"] == pytest.approx(saved["val/acc"], abs=1e-5)
+    assert max(row["val/acc"] for row in saved["history"]) == pytest.approx(saved["val/acc_best"], abs=1e-5)
+    seconds = [row["fit_seconds"] for row in saved["history"]]
+    assert seconds == sorted(seconds) and 0 < seconds[-1] <= saved["fit_seconds"]
 
 
 def test_checkpoints_best_and_last_load_weights_only(finished_run):

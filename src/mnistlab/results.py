@@ -2,14 +2,16 @@
 
 Every number in the README's results table comes from this command: it trains each experiment for each
 seed (one ``python -m mnistlab.train`` process per run), reads each run's ``metrics.json`` and writes a
-Markdown table with mean ± std over seeds, the exact command and the machine.
+Markdown table with mean ± std over seeds, the exact command and the machine, and draws the results
+figure (accuracy against fit time, learning curves) from the same files.
 
-``ablation=tf_dnn_tuned`` instead trains that recipe with one lesson taken out at a time and writes what
-each lesson buys (the ``ablation`` README section).
+``ablation=tf_dnn_tuned`` instead trains that recipe with one lesson taken out at a time (``without``), or
+one candidate added (``with``), and writes what each lesson is worth (the ``ablation`` README section).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import statistics
@@ -23,6 +25,8 @@ from omegaconf import DictConfig
 
 from .cli import hydra_command
 from .errors import ConfigError
+from .io import update_section
+from .perf import results_figure
 from .perf.machine import machine
 from .perf.progress import Progress
 from .perf.runs import check_experiments, metrics_file, publish, run_one, train_command
@@ -78,35 +82,39 @@ def _slug(text: str) -> str:
 
 
 def ablation(cfg: DictConfig, command_line: Sequence[str]) -> str:
-    """The recipe, then the recipe without each lesson: test accuracy and what the lesson was worth."""
+    """The recipe, then the recipe without each of its lessons and with each candidate one: test accuracy and
+    what the lesson is worth (what removing it costs, or what adding it buys)."""
     spec, seeds, overrides = cfg.ablation, [int(s) for s in cfg.seeds], list(cfg.overrides)
-    if not spec.get("without"):
-        raise ConfigError("ablation.without must name at least one lesson and the overrides that remove it")
+    if not spec.get("without") and not spec.get("with"):
+        raise ConfigError("ablation.without (or ablation.with) must name at least one lesson and its overrides")
     base = Path(cfg.runs_dir) / spec.experiment
-    variants = [("full recipe", [], base)] + [
-        (f"without {lesson}", list(removal), base / f"without_{_slug(lesson)}")
-        for lesson, removal in spec.without.items()]
+    variants = [("full recipe", [], base, 0)]
+    for kind, sign in (("without", -1), ("with", 1)):
+        variants += [(f"{kind} {lesson}", list(change), base / f"{kind}_{_slug(lesson)}", sign)
+                     for lesson, change in (spec.get(kind) or {}).items()]
     if not cfg.run_missing:  # tabulate what has finished, train nothing
         variants = [v for v in variants if all(metrics_file(v[2] / f"seed_{s}").is_file() for s in seeds)]
         if not variants or variants[0][0] != "full recipe":
             raise ConfigError(f"run_missing=false but {base} holds no finished full-recipe runs for seeds {seeds}")
     rows, progress = [], Progress("results", len(variants) * len(seeds))
-    for name, removal, folder in variants:
-        runs = [run_one(spec.experiment, s, [*overrides, *removal], folder / f"seed_{s}", progress) for s in seeds]
-        rows.append((name, removal, runs))
+    for name, change, folder, sign in variants:
+        runs = [run_one(spec.experiment, s, [*overrides, *change], folder / f"seed_{s}", progress) for s in seeds]
+        rows.append((name, change, runs, sign))
     full = statistics.fmean(r["test/acc"] for r in rows[0][2]) * 100
     lines = [f"| `{spec.experiment}` | test accuracy % | lesson's worth (points) | epochs | fit s | overrides |",
              "|---|---:|---:|---:|---:|---|"]
-    for name, removal, runs in rows:
+    for name, change, runs, sign in rows:
         acc = statistics.fmean(r["test/acc"] for r in runs) * 100
-        worth = "" if not removal else f"{full - acc:+.2f}"
+        worth = "" if not sign else f"{acc - full if sign > 0 else full - acc:+.2f}"  # never "-0.00"
         lines.append(f"| {name} | {_mean_std([r['test/acc'] for r in runs], 100)} | {worth} | "
-                     f"{_epochs(runs)} | {_seconds(runs)} | {' '.join(f'`{o}`' for o in removal)} |")
-    lines += ["", f"Seeds {seeds}. {_provenance(command_line)}"]
+                     f"{_epochs(runs)} | {_seconds(runs)} | {' '.join(f'`{o}`' for o in change)} |")
+    lines += ["", f"Seeds {seeds}. A lesson's worth is what taking it out costs (`without`) or what adding it "
+              f"buys (`with`). {_provenance(command_line)}"]
     return "\n".join(lines) + "\n"
 
 
-def collect(cfg: DictConfig) -> str:
+def collect(cfg: DictConfig) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[int]]]:
+    """Each experiment's runs (trained now when missing and ``run_missing``) and the seeds they are."""
     experiments = list(cfg.experiments)
     per = cfg.get("seeds_per_experiment") or {}
     seeds = {e: [int(s) for s in per.get(e, cfg.seeds)] for e in experiments}
@@ -124,14 +132,26 @@ def collect(cfg: DictConfig) -> str:
     progress = Progress("results", sum(len(seeds[e]) for e in experiments))
     rows = {e: [run_one(e, s, list(cfg.overrides), Path(cfg.runs_dir) / e / f"seed_{s}", progress) for s in seeds[e]]
             for e in experiments}
-    return table(rows, seeds, list(cfg.overrides), sys.argv[1:])
+    return rows, seeds
 
 
 def run(cfg: DictConfig) -> str:
-    section = "ablation" if cfg.get("ablation") else "results"
-    text = ablation(cfg, sys.argv[1:]) if section == "ablation" else collect(cfg)
-    output = Path(cfg.output if section == "results" else Path(cfg.runs_dir) / f"ablation_{cfg.ablation.experiment}.md")
-    publish(text, output, section, Path(cfg.readme_path) if cfg.readme else None)
+    readme = Path(cfg.readme_path) if cfg.readme else None
+    if cfg.get("ablation"):
+        text = ablation(cfg, sys.argv[1:])
+        publish(text, Path(cfg.runs_dir) / f"ablation_{cfg.ablation.experiment}.md", "ablation", readme)
+        return text
+    rows, seeds = collect(cfg)
+    text = table(rows, seeds, list(cfg.overrides), sys.argv[1:])
+    figures = [Path(cfg.output).with_suffix(".png"), *([Path(cfg.readme_figure)] if readme else [])]
+    results_figure.write(rows, cfg.curves, figures)
+    publish(text, Path(cfg.output), "results", None)
+    if readme is not None:  # the README shows the figure written with its table, never an older one
+        link = os.path.relpath(figures[-1].resolve(), readme.resolve().parent)
+        caption = ("Test accuracy against fit time for every recipe (mean, bars to the lowest and highest seed)"
+                   + (f" and the learning curves of the {cfg.curves} seeds" if cfg.curves in rows else ""))
+        update_section(readme, "results", f"{text}\n![{caption}]({Path(link).as_posix()})\n")
+    print(f"[results] figure: {', '.join(map(str, figures))}", file=sys.stderr)
     return text
 
 

@@ -1,4 +1,4 @@
-"""mnistlab's own callbacks: the fit's clock, the device warm-up step, the TensorBoard pictures."""
+"""mnistlab's own callbacks: the fit's clock and history, the device warm-up step, the TensorBoard pictures."""
 
 from __future__ import annotations
 
@@ -84,6 +84,35 @@ class SpeedMonitor(pl.Callback):
     @property
     def images_per_second(self) -> float:
         return self.train_images / self.train_seconds if self.train_seconds else 0.0
+
+
+class EpochHistory(pl.Callback):
+    """One row per validation of the fit: epoch, step, fit seconds so far and the validation metrics.
+
+    It goes into metrics.json, so the results figure draws learning curves from the run's own file,
+    whichever logger (or none) the run used. Its rows travel in checkpoints: a resumed run keeps its curve.
+    """
+
+    KEYS = ("val/acc", "val/loss")
+
+    def __init__(self, clock: SpeedMonitor) -> None:
+        self.clock = clock
+        self.rows: list[dict[str, float]] = []
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # on_validation_end, not on_validation_epoch_end: the epoch's logged values are final only now
+        if trainer.sanity_checking or trainer.state.fn != "fit" or not trainer.is_global_zero:
+            return
+        values = {k: round(float(trainer.callback_metrics[k]), 5) for k in self.KEYS if k in trainer.callback_metrics}
+        if values:
+            self.rows.append({"epoch": trainer.current_epoch + 1, "step": trainer.global_step,
+                              "fit_seconds": round(self.clock.fit_seconds, 2), **values})
+
+    def state_dict(self) -> dict:
+        return {"rows": [dict(r) for r in self.rows]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rows = [dict(r) for r in state_dict["rows"]]
 
 
 class DeviceWarmup(pl.Callback):

@@ -19,7 +19,7 @@ from ..io import write_json
 from ..perf.machine import machine
 from ..tuning.trial import reporting_callbacks
 from .build import build, check_buildable
-from .callbacks import CudaGraphCapture, DeviceWarmup, SpeedMonitor
+from .callbacks import CudaGraphCapture, DeviceWarmup, EpochHistory, SpeedMonitor
 from .checkpoints import check_resumable, load_checkpoint
 
 
@@ -48,8 +48,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     speed = SpeedMonitor()
+    history = EpochHistory(speed)
     # reporting_callbacks: Optuna's trial reporter when this job is a trial
-    datamodule, model, trainer = build(cfg, extra_callbacks=[speed, *reporting_callbacks()])
+    datamodule, model, trainer = build(cfg, extra_callbacks=[speed, history, *reporting_callbacks()])
 
     if resume_from is not None:
         check_resumable(resume_from, model, ckpt_path)
@@ -59,7 +60,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise SystemExit(143) from None  # 128 + SIGTERM, as if the signal had ended the process
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     # read now: testing a checkpoint restores callback states, the timer's included
-    fit_seconds, images_per_second = speed.fit_seconds, speed.images_per_second
+    fit_seconds, images_per_second, curve = speed.fit_seconds, speed.images_per_second, list(history.rows)
     # passes over the training set: fractional when max_steps stops a run mid-epoch
     epochs = round(speed.train_images / len(datamodule.train_set[1]), 2)
     warmups = [c for c in trainer.callbacks if isinstance(c, (DeviceWarmup, CudaGraphCapture))]
@@ -81,8 +82,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         parameters=sum(p.numel() for p in model.net.parameters()),
         stopped_early=bool(getattr(trainer.early_stopping_callback, "stopped_epoch", 0)),
         seed=cfg.seed,
+        dataset=cfg.data.dataset,
         machine=machine(),
         torch=torch.__version__,
+        history=curve,  # the learning curve: one row per validation
     )
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)

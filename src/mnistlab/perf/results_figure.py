@@ -1,0 +1,89 @@
+"""The results figure: every recipe's test accuracy against its fit time, and one recipe's learning curves.
+
+Drawn from the runs' own ``metrics.json`` (their ``history`` rows for the curves), never by hand.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+DATASET_TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+
+
+def _spread(values: Sequence[float]) -> tuple[float, list[list[float]]]:
+    """Mean and the matplotlib error bar reaching the lowest and highest seed."""
+    mean = statistics.fmean(values)
+    return mean, [[mean - min(values)], [max(values) - mean]]
+
+
+def _accuracy_panel(ax, rows: Mapping[str, Sequence[Mapping[str, Any]]], dataset: str) -> None:
+    accuracies = [r["test/acc"] * 100 for runs in rows.values() for r in runs]
+    low, high = min(accuracies), max(accuracies)
+    pad = max(0.25, (high - low) * 0.15)  # one recipe alone still gets a readable axis
+    ax.set_ylim(low - pad, min(100.0, high + pad))
+    for experiment, runs in rows.items():
+        x, xerr = _spread([r["fit_seconds"] for r in runs])
+        y, yerr = _spread([r["test/acc"] * 100 for r in runs])
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3, markersize=5)
+        ax.annotate(f"{experiment} ({len(runs)} seed{'s' if len(runs) > 1 else ''})", (x, y),
+                    textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("fit time (s, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{DATASET_TITLES.get(dataset, dataset)}: accuracy against fit time\n"
+                 "(mean; bars reach the lowest and highest seed)", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.margins(x=0.25)
+
+
+def _curves_panel(ax, experiment: str, runs: Sequence[Mapping[str, Any]]) -> None:
+    tail: list[float] = []
+    for run in runs:
+        history = [h for h in run.get("history") or [] if "val/acc" in h]
+        epochs = [h["epoch"] for h in history]
+        accuracy = [h["val/acc"] * 100 for h in history]
+        tail += accuracy[len(accuracy) // 2:]
+        ax.plot(epochs, accuracy, marker=".", markersize=3,
+                label=f"seed {run.get('seed', '?')} (test {run['test/acc'] * 100:.2f}%)")
+    if tail:  # the interesting part: the second half of training, not the first epoch's climb
+        low, high = min(tail), max(tail)
+        ax.set_ylim(low - max(0.3, (high - low) * 0.5), min(100.0, high + max(0.1, (high - low) * 0.3)))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(f"{experiment}: learning curves, one per seed", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+
+
+def draw(rows: Mapping[str, Sequence[Mapping[str, Any]]], curves: str | None):
+    """The figure for ``rows`` (experiment → its runs' metrics): one accuracy panel per dataset, then the
+    learning curves of experiment ``curves`` when its runs have a history."""
+    import matplotlib.pyplot as plt  # here: matplotlib and torch (plots) stay out of the command's --help
+
+    by_dataset: dict[str, dict[str, Sequence[Mapping[str, Any]]]] = {}
+    for experiment, runs in rows.items():
+        by_dataset.setdefault(runs[0].get("dataset", "mnist"), {})[experiment] = runs
+    with_curves = curves in rows and any(r.get("history") for r in rows[curves])
+    panels = len(by_dataset) + with_curves
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2), squeeze=False)
+    for ax, (dataset, dataset_rows) in zip(axes[0], by_dataset.items(), strict=False):
+        _accuracy_panel(ax, dataset_rows, dataset)
+    if with_curves:
+        _curves_panel(axes[0][-1], curves, rows[curves])
+    fig.tight_layout()
+    return fig
+
+
+def write(rows: Mapping[str, Sequence[Mapping[str, Any]]], curves: str | None, paths: Sequence[Path]) -> None:
+    """Draw the figure once and write it, whole, to every path in ``paths``."""
+    from ..io import write_bytes
+    from ..plots import save
+
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    save(draw(rows, curves), paths[0])
+    for path in paths[1:]:
+        write_bytes(path, paths[0].read_bytes())

@@ -1,0 +1,56 @@
+"""The results figure, drawn in-process from metrics shaped like the runs' own metrics.json."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from mnistlab.perf import results_figure
+
+
+def _run(seed, acc, seconds, dataset="mnist", curve=()):
+    history = [{"epoch": i + 1, "step": 10 * (i + 1), "fit_seconds": i, "val/acc": a} for i, a in enumerate(curve)]
+    return {"seed": seed, "test/acc": acc, "fit_seconds": seconds, "dataset": dataset, "history": history}
+
+
+ROWS = {
+    "speedrun": [_run(0, 0.990, 4.0), _run(1, 0.992, 6.0)],
+    "cnn_best": [_run(0, 0.9967, 1500, curve=[0.98, 0.99, 0.995]), _run(1, 0.9961, 1700, curve=[0.97, 0.99, 0.996])],
+    "fashion_cnn": [_run(0, 0.93, 900, dataset="fashion_mnist")],
+}
+
+
+def test_one_accuracy_panel_per_dataset_then_the_learning_curves():
+    fig = results_figure.draw(ROWS, curves="cnn_best")
+    mnist, fashion, curves = fig.axes
+    assert "MNIST" in mnist.get_title() and "Fashion-MNIST" in fashion.get_title()
+    assert mnist.get_xscale() == "log" and fashion.get_xscale() == "log"
+    # each recipe is a point at its seeds' mean, its bars reaching the lowest and highest seed
+    points = sorted(tuple(np.round(line.get_xydata()[0], 4)) for line in mnist.lines if line.get_marker() == "o")
+    assert points == [(5.0, 99.1), (1600.0, 99.64)]
+    labels = sorted(t.get_text() for t in mnist.texts)
+    assert labels == ["cnn_best (2 seeds)", "speedrun (2 seeds)"]
+    assert [t.get_text() for t in fashion.texts] == ["fashion_cnn (1 seed)"]
+    drawn = {line.get_label(): line.get_ydata().tolist() for line in curves.lines}
+    assert drawn == {"seed 0 (test 99.67%)": pytest.approx([98.0, 99.0, 99.5]),
+                     "seed 1 (test 99.61%)": pytest.approx([97.0, 99.0, 99.6])}
+    low, high = curves.get_ylim()
+    assert low < 99.0 and 99.6 < high <= 100.0  # framed on the second half of training
+    plt.close(fig)
+
+
+def test_no_curves_panel_without_that_experiment_or_its_history():
+    for rows, curves in ((ROWS, "lenet5"), ({"speedrun": ROWS["speedrun"]}, "speedrun"), (ROWS, None)):
+        fig = results_figure.draw(rows, curves=curves)
+        datasets = {r[0]["dataset"] for r in rows.values()}
+        assert len(fig.axes) == len(datasets) and all(ax.get_xscale() == "log" for ax in fig.axes)
+        plt.close(fig)
+
+
+def test_written_whole_to_every_path(tmp_path):
+    paths = [tmp_path / "a" / "results.png", tmp_path / "docs" / "images" / "results.png"]
+    results_figure.write(ROWS, "cnn_best", paths)
+    first = paths[0].read_bytes()
+    assert first[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes() == first
+    height, width = plt.imread(paths[0]).shape[:2]
+    assert width > 2.5 * height  # three panels side by side
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["results.png", "results.png"]
