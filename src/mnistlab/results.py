@@ -25,7 +25,6 @@ from omegaconf import DictConfig
 
 from .cli import hydra_command
 from .errors import ConfigError
-from .io import update_section
 from .perf import results_figure
 from .perf.machine import machine
 from .perf.progress import Progress
@@ -145,12 +144,13 @@ def run(cfg: DictConfig) -> str:
     text = table(rows, seeds, list(cfg.overrides), sys.argv[1:])
     figures = [Path(cfg.output).with_suffix(".png"), *([Path(cfg.readme_figure)] if readme else [])]
     results_figure.write(rows, cfg.curves, figures)
-    publish(text, Path(cfg.output), "results", None)
+    figure_link = ""
     if readme is not None:  # the README shows the figure written with its table, never an older one
         link = os.path.relpath(figures[-1].resolve(), readme.resolve().parent)
         caption = ("Test accuracy against fit time for every recipe (mean, bars to the lowest and highest seed)"
                    + (f" and the learning curves of the {cfg.curves} seeds" if cfg.curves in rows else ""))
-        update_section(readme, "results", f"{text}\n![{caption}]({Path(link).as_posix()})\n")
+        figure_link = f"\n![{caption}]({Path(link).as_posix()})\n"
+    publish(text, Path(cfg.output), "results", readme, readme_extra=figure_link)
     print(f"[results] figure: {', '.join(map(str, figures))}", file=sys.stderr)
     return text
 

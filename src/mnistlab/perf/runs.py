@@ -50,10 +50,11 @@ def check_experiments(experiments: Sequence[str]) -> None:
         raise ConfigError(f"unknown experiment(s) {unknown}; choose from {sorted(known)}")
 
 
-def publish(text: str, output: Path, section: str, readme: Path | None) -> None:
-    """Write a generated table to its file and, when asked, into a Markdown file's ``section``; show it."""
+def publish(text: str, output: Path, section: str, readme: Path | None, readme_extra: str = "") -> None:
+    """Write a generated table to its file and, when asked, into a Markdown file's ``section`` (followed by
+    ``readme_extra``, e.g. a figure's link relative to that file); show it."""
     output.parent.mkdir(parents=True, exist_ok=True)
     write_text(output, text)
     if readme is not None:
-        update_section(readme, section, text)
+        update_section(readme, section, text + readme_extra)
     print(text)
