@@ -230,6 +230,15 @@ def test_resuming_a_finished_run_whose_best_checkpoint_was_deleted(synthetic_roo
     assert "is gone; testing the final weights" in capsys.readouterr().err
 
 
+def test_a_run_that_early_stopping_ended_says_so(synthetic_root, tmp_path):
+    # min_delta 1.0: no epoch can improve on the first, so the second stops the run; testing the best
+    # checkpoint (epoch 0) then restores that epoch's early-stopping state, which has not stopped yet
+    metrics = run_train(tmp_path, [*synthetic_overrides(synthetic_root), "model=dnn", "trainer.max_epochs=5",
+                                   "callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=1.0"])
+    assert metrics["stopped_early"] is True and metrics["epochs"] == 2
+    assert "epoch000" in metrics["best_checkpoint"]
+
+
 def test_early_stopping_waits_for_a_validation_that_never_came(synthetic_root, tmp_path):
     metrics = run_train(tmp_path, [*synthetic_overrides(synthetic_root), "model=dnn", "+trainer.max_steps=3"])
     assert metrics["global_step"] == 3 and "val/acc" not in metrics

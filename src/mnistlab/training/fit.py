@@ -59,8 +59,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     except SIGTERMException:
         raise SystemExit(143) from None  # 128 + SIGTERM, as if the signal had ended the process
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    # read now: testing a checkpoint restores callback states, the timer's included
+    # read now: testing a checkpoint restores callback states, the timer's and early stopping's included
     fit_seconds, images_per_second, curve = speed.fit_seconds, speed.images_per_second, list(history.rows)
+    stopped_early = bool(getattr(trainer.early_stopping_callback, "stopped_epoch", 0))
     # passes over the training set: fractional when max_steps stops a run mid-epoch
     epochs = round(speed.train_images / len(datamodule.train_set[1]), 2)
     warmups = [c for c in trainer.callbacks if isinstance(c, (DeviceWarmup, CudaGraphCapture))]
@@ -80,7 +81,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         train_images_per_second=round(images_per_second, 1),
         best_checkpoint=best or None,
         parameters=sum(p.numel() for p in model.net.parameters()),
-        stopped_early=bool(getattr(trainer.early_stopping_callback, "stopped_epoch", 0)),
+        stopped_early=stopped_early,
         seed=cfg.seed,
         dataset=cfg.data.dataset,
         machine=machine(),
