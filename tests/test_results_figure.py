@@ -38,6 +38,25 @@ def test_one_accuracy_panel_per_dataset_then_the_learning_curves():
     plt.close(fig)
 
 
+def test_labels_of_nearby_points_do_not_overlap():
+    # the 2026-12-03 table: keras_cnn's label, right of its point, ran into tf_dnn_tuned's
+    rows = {name: [_run(seed, acc, seconds) for seed in range(3)] for name, acc, seconds in (
+        ("tf_dnn", 0.9795, 291), ("tf_dnn_tuned", 0.9894, 415), ("keras_cnn", 0.9885, 71),
+        ("lenet5", 0.9919, 143), ("speedrun", 0.9910, 5.9))}
+    rows["cnn_best"] = [_run(seed, 0.9961, 2303, curve=[0.99, 0.996]) for seed in range(3)]
+    rows["fashion_cnn"] = [_run(0, 0.9346, 1450, dataset="fashion_mnist")]
+    fig = results_figure.draw(rows, curves="cnn_best")
+    mnist = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in mnist.texts]
+    assert len(boxes) == len(rows) - 1  # fashion_cnn is in the next panel
+    assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
+    markers = [mnist.transData.transform(line.get_xydata()[0]) for line in mnist.lines if line.get_marker() == "o"]
+    assert len(markers) == len(boxes)
+    assert not [(box, xy) for box in boxes for xy in markers if box.contains(*xy)]  # no label covers a point
+    plt.close(fig)
+
+
 def test_no_curves_panel_without_that_experiment_or_its_history():
     for rows, curves in ((ROWS, "lenet5"), ({"speedrun": ROWS["speedrun"]}, "speedrun"), (ROWS, None)):
         fig = results_figure.draw(rows, curves=curves)

@@ -16,27 +16,57 @@ DATASET_TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
 def _spread(values: Sequence[float]) -> tuple[float, list[list[float]]]:
     """Mean and the matplotlib error bar reaching the lowest and highest seed."""
     mean = statistics.fmean(values)
-    return mean, [[mean - min(values)], [max(values) - mean]]
+    # never below zero: the mean of equal seeds can round a hair past them, which matplotlib refuses
+    return mean, [[max(0.0, mean - min(values))], [max(0.0, max(values) - mean)]]
 
 
-def _accuracy_panel(ax, rows: Mapping[str, Sequence[Mapping[str, Any]]], dataset: str) -> None:
+# Where a point's label may go, in points from the point: right and above first, then the other corners.
+LABEL_OFFSETS = ((6, 4), (6, -12), (-6, 4), (-6, -12))
+
+
+def _marker_box(ax, point: tuple[float, float], half: float = 5.0):
+    """The display box of the marker at data ``point`` (markersize 5 is 5 points across, padded)."""
+    from matplotlib.transforms import Bbox
+
+    x, y = ax.transData.transform(point)
+    half *= ax.figure.dpi / 72
+    return Bbox([[x - half, y - half], [x + half, y + half]])
+
+
+def _place_label(ax, text: str, point: tuple[float, float], taken: list) -> None:
+    """Annotate ``point`` at the first offset whose box overlaps no label placed before (else the last)."""
+    renderer = ax.figure.canvas.get_renderer()
+    for dx, dy in LABEL_OFFSETS:
+        label = ax.annotate(text, point, textcoords="offset points", xytext=(dx, dy), fontsize=8,
+                            ha="left" if dx > 0 else "right")
+        box = label.get_window_extent(renderer)
+        if not any(box.overlaps(other) for other in taken):
+            break
+        if (dx, dy) != LABEL_OFFSETS[-1]:
+            label.remove()
+    taken.append(box)
+
+
+def _accuracy_panel(ax, rows: Mapping[str, Sequence[Mapping[str, Any]]], dataset: str) -> dict[str, tuple]:
+    """Draw the points; return each one's label and place, labelled once the figure's layout is final."""
     accuracies = [r["test/acc"] * 100 for runs in rows.values() for r in runs]
     low, high = min(accuracies), max(accuracies)
     pad = max(0.25, (high - low) * 0.15)  # one recipe alone still gets a readable axis
     ax.set_ylim(low - pad, min(100.0, high + pad))
+    ax.set_xscale("log")
+    ax.margins(x=0.25)
+    points = {}
     for experiment, runs in rows.items():
         x, xerr = _spread([r["fit_seconds"] for r in runs])
         y, yerr = _spread([r["test/acc"] * 100 for r in runs])
         ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3, markersize=5)
-        ax.annotate(f"{experiment} ({len(runs)} seed{'s' if len(runs) > 1 else ''})", (x, y),
-                    textcoords="offset points", xytext=(6, 4), fontsize=8)
-    ax.set_xscale("log")
+        points[f"{experiment} ({len(runs)} seed{'s' if len(runs) > 1 else ''})"] = (x, y)
     ax.set_xlabel("fit time (s, log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{DATASET_TITLES.get(dataset, dataset)}: accuracy against fit time\n"
                  "(mean; bars reach the lowest and highest seed)", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.margins(x=0.25)
+    return points
 
 
 def _curves_panel(ax, experiment: str, runs: Sequence[Mapping[str, Any]]) -> None:
@@ -69,11 +99,16 @@ def draw(rows: Mapping[str, Sequence[Mapping[str, Any]]], curves: str | None):
     with_curves = curves in rows and any(r.get("history") for r in rows[curves])
     panels = len(by_dataset) + with_curves
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2), squeeze=False)
-    for ax, (dataset, dataset_rows) in zip(axes[0], by_dataset.items(), strict=False):
-        _accuracy_panel(ax, dataset_rows, dataset)
+    labels = [(ax, _accuracy_panel(ax, dataset_rows, dataset))
+              for ax, (dataset, dataset_rows) in zip(axes[0], by_dataset.items(), strict=False)]
     if with_curves:
         _curves_panel(axes[0][-1], curves, rows[curves])
     fig.tight_layout()
+    fig.canvas.draw()  # the final limits and layout, so that a label's box is measured where it is drawn
+    for ax, points in labels:
+        taken = [_marker_box(ax, point) for point in points.values()]  # a label covers no point either
+        for text, point in points.items():
+            _place_label(ax, text, point, taken)
     return fig
 
 
