@@ -27,6 +27,7 @@ def test_tutorial_recipes_match_the_tutorials():
     assert dnn.optimizer._target_ == "torch.optim.SGD" and dnn.data.batch_size == 50  # plain SGD (lr: see the recipe)
     fashion = compose(["experiment=fashion_cnn"])
     assert fashion.data.dataset == "fashion_mnist" and fashion.augment.hflip == 0.5
+    assert fashion.model.net.center_crop is None  # cnn_best's 24x24 crop would cut off sleeves and soles
 
 
 @pytest.fixture(scope="module")
