@@ -256,3 +256,41 @@ def test_ablation_worth_is_what_removing_costs_or_adding_buys(tiny_run, tmp_path
     cfg.ablation.without, cfg.ablation["with"] = None, None
     with pytest.raises(results.ConfigError, match=r"ablation\.without"):
         results.ablation(cfg, [])
+
+
+def test_a_run_is_reused_or_continued_only_if_todays_recipe_trained_it(tiny_run, tmp_path, capsys):
+    from omegaconf import OmegaConf
+
+    from mnistlab.config.compose import compose
+    from mnistlab.errors import MnistlabError
+    from mnistlab.perf.progress import Progress
+    from mnistlab.perf.runs import run_one
+
+    recipe = OmegaConf.to_container(compose(["experiment=keras_cnn", "seed=1"]), resolve=False)
+    recipe.pop("hydra")
+    recipe["callbacks"]["progress_bar"]["refresh_rate"] = 0  # how results shows progress: not the recipe
+    finished, older, interrupted = tmp_path / "finished", tmp_path / "older", tmp_path / "interrupted"
+    for run in (finished, older, interrupted):
+        (run / ".hydra").mkdir(parents=True)
+        OmegaConf.save(OmegaConf.create(recipe), run / ".hydra" / "config.yaml")
+    for run in (finished, older):
+        shutil.copy(tiny_run / "metrics.json", run / "metrics.json")
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    progress = Progress("results", total=4)
+
+    assert run_one("keras_cnn", 1, [], finished, progress) == metrics
+    assert "1/4 keras_cnn seed 1: finished before, reused" in capsys.readouterr().err
+    # the recipe has changed since that run (or the run was made with other overrides): never passed off as today's
+    with pytest.raises(MnistlabError, match=r"older was trained by another recipe than keras_cnn seed 1 is today "
+                                            r"\(trainer.max_epochs: 5 -> 7\); move that folder away"):
+        run_one("keras_cnn", 1, ["trainer.max_epochs=7"], older, progress)
+    # an interrupted run of an older recipe is not continued under today's either: refused before training
+    OmegaConf.save(OmegaConf.create({**recipe, "seed": 2}), interrupted / ".hydra" / "config.yaml")
+    (interrupted / "checkpoints").mkdir()
+    with pytest.raises(MnistlabError, match=r"\(seed: 2 -> 1\)"):
+        run_one("keras_cnn", 1, [], interrupted, progress)
+    assert "(at " not in capsys.readouterr().err  # nothing was started
+    # a run that recorded no config is reused, with a line saying it could not be checked
+    shutil.rmtree(older / ".hydra")
+    assert run_one("keras_cnn", 1, ["trainer.max_epochs=7"], older, progress) == metrics
+    assert f"{older}: no .hydra/config.yaml, so its recipe cannot be checked" in capsys.readouterr().err

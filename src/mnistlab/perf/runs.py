@@ -23,10 +23,53 @@ def metrics_file(run_dir: Path) -> Path:
     return run_dir / "metrics.json"
 
 
+# What a run's recorded config may differ in and still be the same recipe: how its progress was shown,
+# and the checkpoint a resume started from.
+NOT_THE_RECIPE = ("callbacks.progress_bar.refresh_rate", "ckpt_path")
+
+
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        return {k: v for key, child in node.items() for k, v in _leaves(child, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: node}
+
+
+def recipe_changes(run_dir: Path, experiment: str, seed: int, overrides: Sequence[str]) -> list[str] | None:
+    """How the config ``run_dir`` recorded (``.hydra/config.yaml``, unresolved) differs from the one
+    ``experiment`` at ``seed`` composes to today, as ``key: then -> now``; None if it recorded none."""
+    from omegaconf import OmegaConf
+
+    from ..config.compose import compose
+
+    recorded = run_dir / ".hydra" / "config.yaml"
+    if not recorded.is_file():
+        return None
+    today = OmegaConf.to_container(compose(train_command(experiment, seed, overrides)[3:]), resolve=False)
+    today.pop("hydra", None)
+    now, then = _leaves(today), _leaves(OmegaConf.to_container(OmegaConf.load(recorded), resolve=False))
+    missing = "<absent>"
+    keys = sorted(now.keys() | then.keys())
+    return [f"{key}: {then.get(key, missing)!r} -> {now.get(key, missing)!r}" for key in keys
+            if key not in NOT_THE_RECIPE and now.get(key, missing) != then.get(key, missing)]
+
+
+def check_same_recipe(run_dir: Path, experiment: str, seed: int, overrides: Sequence[str], progress: Progress) -> None:
+    """Refuse to reuse or continue a run that an older recipe trained: its numbers would pass for today's."""
+    changes = recipe_changes(run_dir, experiment, seed, overrides)
+    if changes is None:
+        progress.say(f"{run_dir}: no .hydra/config.yaml, so its recipe cannot be checked against today's")
+    elif changes:
+        more = f" (+{len(changes) - 3} more)" if len(changes) > 3 else ""
+        raise MnistlabError(f"{run_dir} was trained by another recipe than {experiment} seed {seed} is today "
+                            f"({'; '.join(changes[:3])}{more}); move that folder away to train it again")
+
+
 def run_one(experiment: str, seed: int, overrides: Sequence[str], run_dir: Path, progress: Progress) -> dict[str, Any]:
     """The metrics of ``experiment`` at ``seed`` in ``run_dir``: trained now unless it finished before,
-    continued from its last checkpoint if it was interrupted."""
+    continued from its last checkpoint if it was interrupted; either only if today's recipe trained it."""
     label = f"{experiment} seed {seed}"
+    if metrics_file(run_dir).is_file() or (run_dir / "checkpoints").is_dir():
+        check_same_recipe(run_dir, experiment, seed, overrides, progress)
     if metrics_file(run_dir).is_file():
         progress.skip(label)
     else:
