@@ -14,8 +14,13 @@ from ..io import update_section, write_text
 from .progress import Progress, checkpoint_status
 
 
+def train_overrides(experiment: str, seed: int, overrides: Sequence[str]) -> list[str]:
+    """What ``python -m mnistlab.train`` is given to train ``experiment`` at ``seed``."""
+    return [f"experiment={experiment}", f"seed={seed}", *overrides]
+
+
 def train_command(experiment: str, seed: int, overrides: Sequence[str]) -> list[str]:
-    return ["python", "-m", "mnistlab.train", f"experiment={experiment}", f"seed={seed}", *overrides]
+    return ["python", "-m", "mnistlab.train", *train_overrides(experiment, seed, overrides)]
 
 
 def metrics_file(run_dir: Path) -> Path:
@@ -44,7 +49,7 @@ def recipe_changes(run_dir: Path, experiment: str, seed: int, overrides: Sequenc
     recorded = run_dir / ".hydra" / "config.yaml"
     if not recorded.is_file():
         return None
-    today = OmegaConf.to_container(compose(train_command(experiment, seed, overrides)[3:]), resolve=False)
+    today = OmegaConf.to_container(compose(train_overrides(experiment, seed, overrides)), resolve=False)
     today.pop("hydra", None)
     now, then = _leaves(today), _leaves(OmegaConf.to_container(OmegaConf.load(recorded), resolve=False))
     missing = "<absent>"
@@ -78,7 +83,7 @@ def run_one(experiment: str, seed: int, overrides: Sequence[str], run_dir: Path,
             extra = [f"ckpt_path={last}"] if last.is_file() else []
         else:
             extra = []
-        command = [sys.executable, *train_command(experiment, seed, overrides)[1:], *extra,
+        command = [sys.executable, "-m", "mnistlab.train", *train_overrides(experiment, seed, overrides), *extra,
                    f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=0"]
         done = progress.run(command, label, checkpoint_status(run_dir))
         if done.returncode != 0 or not metrics_file(run_dir).is_file():
