@@ -1,69 +1,26 @@
-"""LightningModules: one classifier base (steps, loss, metrics, penalties, optimizers) and thin subclasses."""
+"""LightningModules: one classifier base (steps, loss, metrics, penalties) and a thin subclass per network."""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
-from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..config import rules
 from ..errors import ConfigError
-from . import nets
-
-
-def plain(value: Any) -> Any:
-    """OmegaConf containers -> plain dicts/lists, so checkpoints load with ``weights_only=True``."""
-    if isinstance(value, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(value, resolve=True)
-    if isinstance(value, Mapping):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
-
-
-def save_rng_states(checkpoint: dict[str, Any]) -> None:
-    """Global RNG states (dropout and anything else drawing from torch's default generators)."""
-    states: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    checkpoint["rng_states"] = states
-
-
-def restore_rng_states(states: dict[str, Any] | None) -> None:
-    if not states:
-        return
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(states["cuda"])
+from . import nets, optimization
+from .checkpoint_state import plain, restore_rng_states, save_rng_states
 
 
 def eval_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``val/loss`` and ``test/loss``: plain cross-entropy, whatever the training loss smooths."""
     return F.cross_entropy(logits.float(), labels)
-
-
-def check_optimizer(spec: Mapping[str, Any]) -> None:
-    """The optimizer's own arguments, in the config's words (torch's messages name no key)."""
-    if spec.get("lr") is not None:
-        rules.positive("optimizer.lr", spec["lr"])
-    if spec.get("weight_decay") is not None:
-        rules.non_negative("optimizer.weight_decay", spec["weight_decay"])
-    if spec.get("momentum") is not None:
-        rules.fraction("optimizer.momentum", spec["momentum"])
-    betas = spec.get("betas")
-    if betas is not None and (len(betas) != 2 or not all(
-            isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
-        raise ConfigError(f"optimizer.betas must be two numbers in [0, 1), got {list(betas)}")
 
 
 class ClassifierModule(pl.LightningModule):
@@ -292,44 +249,21 @@ class ClassifierModule(pl.LightningModule):
     # -- optimization --------------------------------------------------------------------------
     def build_optimizer(self, params=None) -> torch.optim.Optimizer:
         """The configured optimizer over ``params`` (default: this module's parameters)."""
-        if not self.hparams.optimizer:
-            raise ConfigError("no optimizer configured (choose optimizer=sgd|momentum|nesterov|adam|adamw|rmsprop)")
-        spec = dict(self.hparams.optimizer)
-        check_optimizer(spec)
         trainer = self._trainer
-        if (spec.get("fused") and trainer is not None and "mixed" in str(trainer.precision)
-                and trainer.gradient_clip_val):
-            # Lightning's mixed-precision plugin refuses to clip the gradients of fused optimizers
-            # (they unscale inside step()); without clipping, fused runs under autocast as well.
-            spec["fused"] = None
-        try:
-            return instantiate(spec, _partial_=True)(params=self.parameters() if params is None else params)
-        except ValueError as err:  # torch's own argument checks: "Invalid epsilon value: -1"
-            raise ConfigError(f"optimizer: {err}") from None
+        clipping = (trainer is not None and "mixed" in str(trainer.precision) and bool(trainer.gradient_clip_val))
+        return optimization.build_optimizer(self.hparams.optimizer, self.parameters() if params is None else params,
+                                            mixed_precision_clipping=clipping)
 
     def build_scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int | None = None):
         """The configured schedule over ``optimizer`` (None without one); ``total_steps`` defaults to the
         Trainer's estimate of the fit's optimizer steps."""
-        spec = self.hparams.scheduler or {}
-        if spec.get("scheduler") is None:
-            return None
-        factory = instantiate(spec["scheduler"], _partial_=True)
-        kwargs = {}
-        if "total_steps" in inspect.signature(factory.func).parameters and "total_steps" not in factory.keywords:
-            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches) if total_steps is None else total_steps
-        return factory(optimizer, **kwargs)
+        return optimization.build_scheduler(
+            self.hparams.scheduler, optimizer,
+            lambda: self.trainer.estimated_stepping_batches if total_steps is None else total_steps)
 
     def configure_optimizers(self):
         optimizer = self.build_optimizer()
-        scheduler = self.build_scheduler(optimizer)
-        if scheduler is None:
-            return optimizer
-        spec = self.hparams.scheduler
-        config = {"scheduler": scheduler, "interval": spec.get("interval", "step"),
-                  "frequency": spec.get("frequency", 1)}
-        if spec.get("monitor"):
-            config["monitor"] = spec["monitor"]
-        return {"optimizer": optimizer, "lr_scheduler": config}
+        return optimization.lightning_optimizers(self.hparams.scheduler, optimizer, self.build_scheduler(optimizer))
 
 
 class SoftmaxClassifier(ClassifierModule):
