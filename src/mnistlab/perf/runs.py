@@ -19,8 +19,9 @@ def train_overrides(experiment: str, seed: int, overrides: Sequence[str]) -> lis
     return [f"experiment={experiment}", f"seed={seed}", *overrides]
 
 
-def train_command(experiment: str, seed: int, overrides: Sequence[str]) -> list[str]:
-    return ["python", "-m", "mnistlab.train", *train_overrides(experiment, seed, overrides)]
+def train_command(experiment: str, seed: int, overrides: Sequence[str], python: str = "python") -> list[str]:
+    """The command that trains ``experiment`` at ``seed``: as shown to a reader, or run with ``python``."""
+    return [python, "-m", "mnistlab.train", *train_overrides(experiment, seed, overrides)]
 
 
 def metrics_file(run_dir: Path) -> Path:
@@ -83,7 +84,7 @@ def run_one(experiment: str, seed: int, overrides: Sequence[str], run_dir: Path,
             extra = [f"ckpt_path={last}"] if last.is_file() else []
         else:
             extra = []
-        command = [sys.executable, "-m", "mnistlab.train", *train_overrides(experiment, seed, overrides), *extra,
+        command = [*train_command(experiment, seed, overrides, python=sys.executable), *extra,
                    f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=0"]
         done = progress.run(command, label, checkpoint_status(run_dir))
         if done.returncode != 0 or not metrics_file(run_dir).is_file():
