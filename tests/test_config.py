@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from mnistlab.config.compose import CONFIG_DIR, compose
 from mnistlab.errors import ConfigError
-from mnistlab.training.build import check_buildable
+from mnistlab.training.build import build_model, check_buildable
 
 
 def options(group: str) -> list[str]:
@@ -111,6 +111,7 @@ def test_tools_share_one_hydra_block_that_writes_nothing_of_its_own():
     ("data.batch_size=1.5", "data.batch_size must be a whole number, got 1.5"),
     ("seed=abc", "seed must be a whole number, got 'abc'"),
     ("optimizer=adam optimizer.betas=[2,0.9]", "optimizer.betas must be two numbers in [0, 1), got [2, 0.9]"),
+    ("~optimizer", "no optimizer configured (choose optimizer=adam|adamw|momentum|nesterov|rmsprop|sgd)"),
     ("+trainer.max_steps=0", "trainer.max_steps must be > 0 (or -1 for no limit), got 0"),
     ("scheduler=onecycle scheduler.scheduler.max_lr_factor=-1", "scheduler.scheduler.max_lr_factor must be > 0"),
     ("scheduler=onecycle scheduler.scheduler.pct_start=1", "scheduler.scheduler.pct_start must be in (0, 1)"),
@@ -127,6 +128,14 @@ def test_impossible_values_are_refused(override, message):
     with pytest.raises(ConfigError) as err:
         check_buildable(cfg)
     assert str(err.value) == message or str(err.value).startswith(message)
+
+
+def test_removing_the_schedule_and_regularization_groups_trains_without_them():
+    cfg = compose(["~scheduler", "~regularization"])
+    check_buildable(cfg)
+    model = build_model(cfg, (0.0, 1.0))
+    assert model.build_scheduler(model.build_optimizer(), total_steps=10) is None
+    assert (model.l1, model.l2, model.label_smoothing) == (0.0, 0.0, 0.0)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")

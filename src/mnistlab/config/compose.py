@@ -22,6 +22,11 @@ def config_dir() -> Path:
 CONFIG_DIR = str(config_dir())
 
 
+def group_options(group: str) -> list[str]:
+    """The options of a config group (``experiment`` -> ``cnn_best``, ``keras_cnn``, ...), sorted."""
+    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+
+
 def compose(overrides: Sequence[str] = (), config_name: str = "train", output_dir: str | None = None) -> DictConfig:
     """The config ``python -m mnistlab.<config_name>`` would see, with ``hydra:`` interpolations resolvable.
 

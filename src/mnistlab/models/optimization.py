@@ -11,9 +11,8 @@ import torch
 from hydra.utils import instantiate
 
 from ..config import rules
+from ..config.compose import group_options
 from ..errors import ConfigError
-
-CHOICES = "optimizer=sgd|momentum|nesterov|adam|adamw|rmsprop"
 
 
 def check_optimizer(spec: Mapping[str, Any]) -> None:
@@ -35,7 +34,7 @@ def build_optimizer(spec: Mapping[str, Any] | None, params: Iterable[torch.nn.Pa
     """The optimizer ``spec`` describes, over ``params``. ``mixed_precision_clipping``: the Trainer clips
     gradients under a mixed precision."""
     if not spec:
-        raise ConfigError(f"no optimizer configured (choose {CHOICES})")
+        raise ConfigError(f"no optimizer configured (choose optimizer={'|'.join(group_options('optimizer'))})")
     spec = dict(spec)
     check_optimizer(spec)
     if spec.get("fused") and mixed_precision_clipping:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config.compose import CONFIG_DIR
+from ..config.compose import group_options
 from ..errors import ConfigError, MnistlabError
 from ..io import update_section, write_text
 from .progress import Progress, checkpoint_status
@@ -93,10 +93,10 @@ def run_one(experiment: str, seed: int, overrides: Sequence[str], run_dir: Path,
 
 
 def check_experiments(experiments: Sequence[str]) -> None:
-    known = {p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml")}
+    known = group_options("experiment")
     unknown = [e for e in experiments if e not in known]
     if unknown:
-        raise ConfigError(f"unknown experiment(s) {unknown}; choose from {sorted(known)}")
+        raise ConfigError(f"unknown experiment(s) {unknown}; choose from {known}")
 
 
 def publish(text: str, output: Path, section: str, readme: Path | None, readme_extra: str = "") -> None:

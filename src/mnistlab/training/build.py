@@ -45,8 +45,9 @@ def build_datamodule(cfg: DictConfig):
 def build_model(cfg: DictConfig, input_stats: tuple[float, float]):
     """The LightningModule; its network standardizes pixels with the DataModule's ``input_stats``."""
     mean, std = input_stats
-    return _instantiate(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.scheduler,
-                        regularization=cfg.regularization, input_mean=mean, input_std=std, _recursive_=False)
+    # .get: a group removed on the command line (``~optimizer``) is the module's to refuse, in its words
+    return _instantiate(cfg.model, optimizer=cfg.get("optimizer"), scheduler=cfg.get("scheduler"),
+                        regularization=cfg.get("regularization"), input_mean=mean, input_std=std, _recursive_=False)
 
 
 def check_buildable(cfg: DictConfig) -> None:
