@@ -5,6 +5,7 @@ Drawn from the runs' own ``metrics.json`` (their ``history`` rows for the curves
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -54,7 +55,10 @@ def _accuracy_panel(ax, rows: Mapping[str, Sequence[Mapping[str, Any]]], dataset
     pad = max(0.25, (high - low) * 0.15)  # one recipe alone still gets a readable axis
     ax.set_ylim(low - pad, min(100.0, high + pad))
     ax.set_xscale("log")
-    ax.margins(x=0.25)
+    seconds = [math.log10(r["fit_seconds"]) for runs in rows.values() for r in runs]
+    # two decades wide at least: a narrower log axis labels its minor ticks, which crowd one another
+    x_pad = max(0.25, (2.0 - (max(seconds) - min(seconds))) / 2)
+    ax.set_xlim(10 ** (min(seconds) - x_pad), 10 ** (max(seconds) + x_pad))
     points = {}
     for experiment, runs in rows.items():
         x, xerr = _spread([r["fit_seconds"] for r in runs])
