@@ -1,32 +1,26 @@
-from pathlib import Path
-
 import pytest
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from mnistlab.config.compose import CONFIG_DIR, compose
+from mnistlab.config.compose import CONFIG_DIR, compose, group_options
 from mnistlab.errors import ConfigError
 from mnistlab.training.build import build_model, check_buildable
 
 
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
-
-
 def test_every_group_has_its_options():
-    assert options("model") == ["cnn", "dnn", "lenet5", "softmax"]
-    assert options("optimizer") == ["adam", "adamw", "momentum", "nesterov", "rmsprop", "sgd"]
-    assert options("scheduler") == ["cosine", "exponential", "none", "onecycle", "plateau", "step"]
-    assert options("regularization") == ["dropout", "elastic", "l1", "l2", "label_smoothing", "none"]
-    assert options("augment") == ["digits", "digits_elastic", "digits_strong", "fashion", "none"]
-    assert options("data") == ["fashion_mnist", "mnist"]
-    assert {"default", "cpu", "gpu"} <= set(options("trainer"))
+    assert group_options("model") == ["cnn", "dnn", "lenet5", "softmax"]
+    assert group_options("optimizer") == ["adam", "adamw", "momentum", "nesterov", "rmsprop", "sgd"]
+    assert group_options("scheduler") == ["cosine", "exponential", "none", "onecycle", "plateau", "step"]
+    assert group_options("regularization") == ["dropout", "elastic", "l1", "l2", "label_smoothing", "none"]
+    assert group_options("augment") == ["digits", "digits_elastic", "digits_strong", "fashion", "none"]
+    assert group_options("data") == ["fashion_mnist", "mnist"]
+    assert {"default", "cpu", "gpu"} <= set(group_options("trainer"))
 
 
-@pytest.mark.parametrize("model", options("model"))
-@pytest.mark.parametrize("regularization", options("regularization"))
+@pytest.mark.parametrize("model", group_options("model"))
+@pytest.mark.parametrize("regularization", group_options("regularization"))
 def test_any_regularization_composes_with_any_model(model, regularization, tmp_path):
     cfg = compose([f"model={model}", f"regularization={regularization}"], output_dir=tmp_path)
     module = instantiate(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.scheduler,
@@ -42,7 +36,7 @@ def test_any_regularization_composes_with_any_model(model, regularization, tmp_p
 
 @pytest.mark.parametrize("group", ["data", "augment", "optimizer", "trainer", "callbacks", "logger"])
 def test_every_option_instantiates(group, tmp_path):
-    for option in options(group):
+    for option in group_options(group):
         cfg = compose([f"{group}={option}"], output_dir=tmp_path)
         absent = {"gpu": not torch.cuda.is_available(), "mps": not torch.backends.mps.is_available()}
         if not absent.get(option, False):  # the refusal of an absent device has its own test

@@ -1,15 +1,14 @@
 """Every experiment recipe composes and completes a fast_dev_run (on small synthetic data)."""
 
-from pathlib import Path
 
 import pytest
 
-from mnistlab.config.compose import CONFIG_DIR, compose
+from mnistlab.config.compose import compose, group_options
 
 from conftest import make_dataset
 from helpers import run_train, synthetic_overrides
 
-EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
+EXPERIMENTS = group_options("experiment")
 
 
 def test_the_recipes_are_all_there():
