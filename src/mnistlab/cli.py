@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,10 +41,22 @@ def drop_null_groups(argv: Sequence[str]) -> list[str]:
     return [f"~{a.split('=', 1)[0]}" if a.endswith("=null") and a.split("=", 1)[0] in groups else a for a in argv]
 
 
-def hydra_command(config_name: str, run: Callable, multirun: Callable | None = None) -> Callable[[], T]:
+def expand_home(argv: Sequence[str]) -> list[str]:
+    """``key=~/path`` as ``key=/home/me/path`` for every setting (Hydra would keep a folder named ``~``);
+    ``~key`` alone is Hydra's deletion and stays."""
+    out = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        out.append(f"{key}={os.path.expanduser(value)}" if sep and value.startswith("~") else arg)
+    return out
+
+
+def hydra_command(config_name: str, run: Callable, multirun: Callable | None = None,
+                  prepare_argv: Callable[[list[str]], list[str]] | None = None) -> Callable[[], T]:
     """``main()`` for ``python -m mnistlab.<config_name>``: ``run(cfg)`` under ``@hydra.main`` with its
     root config, the command line pre-flighted, a user's error one ``error:`` line and exit code 2.
-    ``multirun(cfg)``, when given, runs each job of a sweep instead (it reports its own errors)."""
+    ``multirun(cfg)``, when given, runs each job of a sweep instead (it reports its own errors);
+    ``prepare_argv`` completes the command line first (a resume replays its run's overrides)."""
     import hydra
 
     def task(cfg):
@@ -58,7 +71,9 @@ def hydra_command(config_name: str, run: Callable, multirun: Callable | None = N
         if config_name != "train" and any(a in ("--help", "-h") for a in sys.argv[1:]):
             print(tool_help(config_name), end="")
             raise SystemExit(0)
-        sys.argv[1:] = drop_null_groups(sys.argv[1:])
+        sys.argv[1:] = expand_home(drop_null_groups(sys.argv[1:]))
+        if prepare_argv is not None:
+            sys.argv[1:] = prepare_argv(sys.argv[1:])
         preflight_overrides(sys.argv[1:], config_name)
         return hydra_main()
 

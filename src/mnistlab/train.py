@@ -8,6 +8,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from .cli import hydra_command
+from .config.resume import replay_overrides
 
 
 def print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
@@ -49,7 +50,7 @@ def sweep_job(cfg: DictConfig) -> float:
     return sweep_job(run, cfg)
 
 
-main = hydra_command("train", run, multirun=sweep_job)
+main = hydra_command("train", run, multirun=sweep_job, prepare_argv=replay_overrides)
 
 if __name__ == "__main__":
     main()

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError
 from . import rules
+from .resume import RESUME_CHANGES
 
 
 def _limit(key: str, value) -> None:
@@ -133,6 +134,9 @@ def check_config(cfg: DictConfig) -> None:
         rules.whole_number("seed", seed)
     check_device(cfg)
     check_cuda_graph(cfg)
+    changes = cfg.get("resume_changes", "refuse")
+    if changes not in RESUME_CHANGES:
+        raise ConfigError(f"resume_changes must be refuse or apply, got {changes!r}")
     precision = cfg.get("float32_matmul_precision")
     if precision not in (None, "highest", "high", "medium"):
         raise ConfigError(f"float32_matmul_precision must be highest, high or medium, got {precision!r}")

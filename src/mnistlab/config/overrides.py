@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -36,21 +38,38 @@ def override_value(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} values have no override form")
 
 
-def overrides_between(base: DictConfig | Mapping, target: DictConfig | Mapping, prefix: str = "") -> list[str]:
-    """Overrides that turn ``base`` into ``target``: ``key=value`` for a changed value, ``+key=value`` for a
-    new key, ``~key`` for a removed one. Both are compared unresolved, so interpolations stay interpolations."""
+ABSENT = object()  # a key one side of a comparison does not have
+
+
+def differences(base: DictConfig | Mapping, target: DictConfig | Mapping,
+                prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted key, value in base, value in target)`` for every leaf that differs, ``ABSENT`` for a key one
+    side lacks. Both are compared unresolved, so interpolations stay interpolations."""
     if isinstance(base, DictConfig):
         base = OmegaConf.to_container(base, resolve=False)
     if isinstance(target, DictConfig):
         target = OmegaConf.to_container(target, resolve=False)
-    out: list[str] = []
+    out: list[tuple[str, Any, Any]] = []
     for key in target:
         path = f"{prefix}{key}"
         if key not in base:
-            out.append(f"+{path}={override_value(target[key])}")
+            out.append((path, ABSENT, target[key]))
         elif isinstance(base[key], Mapping) and isinstance(target[key], Mapping):
-            out.extend(overrides_between(base[key], target[key], f"{path}."))
+            out.extend(differences(base[key], target[key], f"{path}."))
         elif base[key] != target[key]:
-            out.append(f"{path}={override_value(target[key])}")
-    out.extend(f"~{prefix}{key}" for key in base if key not in target)
+            out.append((path, base[key], target[key]))
+    out.extend((f"{prefix}{key}", base[key], ABSENT) for key in base if key not in target)
     return out
+
+
+def overrides_between(base: DictConfig | Mapping, target: DictConfig | Mapping) -> list[str]:
+    """Overrides that turn ``base`` into ``target``: ``key=value`` for a changed value, ``+key=value`` for a
+    new key, ``~key`` for a removed one."""
+    return [f"~{key}" if new is ABSENT else f"+{key}={override_value(new)}" if old is ABSENT
+            else f"{key}={override_value(new)}" for key, old, new in differences(base, target)]
+
+
+def resume_command(ckpt_path: str | Path, module: str = "mnistlab.train") -> str:
+    """The command that resumes from ``ckpt_path``, pasteable in a POSIX shell whatever the folder's name
+    holds (spaces, ``,``, ``=``, quotes): Hydra's quoting inside, the shell's around it."""
+    return f"python -m {module} {shlex.quote('ckpt_path=' + override_value(str(ckpt_path)))}"

@@ -11,11 +11,14 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError, report_errors
 from ..io import remove_stale_temp_files, write_text
+from .overrides import override_value, resume_command
 
 # What makes a folder another run's: Hydra's copies of its config, its results, its checkpoints.
 RUN_FILES = (".hydra", "metrics.json", "checkpoints", "multirun.yaml")
@@ -63,10 +66,8 @@ def refuse_to_overwrite(run_dir: Path, ckpt_path: str | None) -> None:
     earlier = sorted(ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
     resuming_here = ckpt_path is not None and Path(ckpt_path).resolve().parent == ckpt_dir.resolve()
     if earlier and not resuming_here:
-        raise ConfigError(
-            f"{run_dir} already holds checkpoints of an earlier run; choose another hydra.run.dir "
-            f"or resume that run with ckpt_path={ckpt_dir / 'last.ckpt'}"
-        )
+        raise ConfigError(f"{run_dir} already holds checkpoints of an earlier run; choose another hydra.run.dir "
+                          f"or resume that run with: {resume_command(ckpt_dir / 'last.ckpt')}")
     if ckpt_path is not None and not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file")
 
@@ -86,7 +87,8 @@ def resume_in_place(config: DictConfig) -> None:
         config.hydra.output_subdir = f".hydra/resume_{datetime.now():%Y-%m-%d_%H-%M-%S}"
 
 
-def claim(folder: Path, resuming: bool = False, resumable: bool = False, shared_by: str | None = None) -> None:
+def claim(folder: Path, resuming: bool = False, resumable: bool = False, shared_by: str | None = None,
+          key: str = "hydra.run.dir") -> None:
     """Make ``folder`` this process's, or refuse with one line.
 
     An exclusive ``flock`` on ``folder/.mnistlab.lock``, held until the process ends: of two processes
@@ -97,9 +99,9 @@ def claim(folder: Path, resuming: bool = False, resumable: bool = False, shared_
 
     ``shared_by`` (the workers of one stored Optuna study): a shared lock instead, so those workers write
     their trials into one sweep folder, which no other run can then take; the folder's files are theirs
-    when its ``.mnistlab.shared`` names the same study.
+    when its ``.mnistlab.shared`` names the same study. ``key``: the setting that names the folder.
     """
-    _refuse_other_runs(folder, resuming, resumable, shared_by)
+    _refuse_other_runs(folder, resuming, resumable, shared_by, key)
     folder.mkdir(parents=True, exist_ok=True)
     key = folder.resolve()
     release(key)  # this process's earlier claim: an in-process command that has ended
@@ -110,9 +112,9 @@ def claim(folder: Path, resuming: bool = False, resumable: bool = False, shared_
         holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
         os.close(fd)
         raise FolderTaken(f"{folder} is being written by another mnistlab run ({holder}); "
-                          "choose another hydra.run.dir or wait for that run to end") from None
+                          f"choose another {key} or wait for that run to end") from None
     try:
-        _refuse_other_runs(folder, resuming, resumable, shared_by)
+        _refuse_other_runs(folder, resuming, resumable, shared_by, key)
     except FolderTaken:
         os.close(fd)
         raise
@@ -131,15 +133,29 @@ def _shared_by(folder: Path) -> str | None:
     return marker.read_text().strip() if marker.is_file() else None
 
 
-def _refuse_other_runs(folder: Path, resuming: bool, resumable: bool, shared_by: str | None = None) -> None:
+def _refuse_other_runs(folder: Path, resuming: bool, resumable: bool, shared_by: str | None = None,
+                       key: str = "hydra.run.dir") -> None:
     if shared_by is not None and _shared_by(folder) == shared_by:
         return  # the files of this study's other workers
     found = [name for name in RUN_FILES if (folder / name).exists()]
     if found and not resuming:
         last = folder / "checkpoints" / "last.ckpt"
-        resume = f", or resume that run with ckpt_path={last}" if resumable and last.is_file() else ""
+        resume = f", or resume that run with: {resume_command(last)}" if resumable and last.is_file() else ""
         raise FolderTaken(f"{folder} already holds another run's files ({', '.join(found)}); "
-                          f"choose another hydra.run.dir{resume}")
+                          f"choose another {key}{resume}")
+
+
+def same_sweep(folder: Path, config: DictConfig) -> bool:
+    """Whether ``folder`` holds a sweep of this very command line (its ``multirun.yaml``): run again after a
+    kill, it continues there (finished jobs kept, the interrupted one resumed)."""
+    record = folder / "multirun.yaml"
+    if not record.is_file():
+        return False
+    try:
+        stored = OmegaConf.load(record).hydra.overrides.task
+    except (OSError, yaml.YAMLError, OmegaConfBaseException):  # a damaged record is not this sweep's
+        return False
+    return list(stored) == list(config.hydra.overrides.task)
 
 
 def release(folder: Path) -> None:
@@ -191,19 +207,27 @@ class ClaimRunDir(Callback):
     def _claim(self, config: DictConfig, mode: str) -> None:
         if _is_child_rank():
             return
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().set_config(config)  # the folder's name may interpolate ${hydra:...}
+        key = f"hydra.{mode}.dir"
         base = Path(config.hydra[mode].dir)
-        ckpt_path = config.get("ckpt_path") if mode == "run" and self.resumable else None
-        resuming = ckpt_path is not None and Path(ckpt_path).resolve().parent == (base / "checkpoints").resolve()
+        if mode == "run":
+            ckpt_path = config.get("ckpt_path") if self.resumable else None
+            resuming = ckpt_path is not None and Path(ckpt_path).resolve().parent == (base / "checkpoints").resolve()
+        else:
+            resuming = _explicit(config, key) and same_sweep(base, config)
         folder = base
         shared_by = _stored_study(config) if mode == "sweep" else None
         for attempt in range(1, 100):
             try:
-                claim(folder, resuming, self.resumable, shared_by)
+                claim(folder, resuming, self.resumable, shared_by, key)
                 break
             except FolderTaken:
-                if resuming or _explicit(config, f"hydra.{mode}.dir"):
+                if resuming or _explicit(config, key):
                     raise
                 folder = base.with_name(f"{base.name}_{attempt}")
-        if folder != base:
-            with read_write(config.hydra), open_dict(config.hydra):
-                config.hydra[mode].dir = str(folder)
+        with read_write(config.hydra), open_dict(config.hydra):
+            config.hydra[mode].dir = str(folder)
+            if mode == "sweep":  # each job's config is composed again from these: every job in this folder
+                config.hydra.overrides.hydra.append(f"{key}={override_value(str(folder))}")

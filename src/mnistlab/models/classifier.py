@@ -81,6 +81,8 @@ class ClassifierModule(pl.LightningModule):
             accuracy(), accuracy(5), accuracy(), accuracy(5))
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # in checkpoints: a resumed run's best is the whole run's
+        self._resumed_from: dict[str, Any] | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning sets _current_fx_name before and after every hook it calls, about 40 times a
@@ -171,6 +173,10 @@ class ClassifierModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Applied when training resumes, after fit-start work (graph tracing) that may draw random numbers.
         self._pending_rng_states = checkpoint.get("rng_states")
+        state = checkpoint["state_dict"]
+        for key, value in self.val_acc_best.state_dict(prefix="val_acc_best.").items():
+            state.setdefault(key, value)  # checkpoints written before the best was kept in them
+        self._resumed_from = optimization.before_restore(checkpoint, self.hparams.optimizer, self.hparams.scheduler)
 
     def _writes_logs_this_step(self) -> bool:
         # self.log costs ~1 ms of Python per call: call it only on the steps the Trainer writes out
@@ -224,7 +230,11 @@ class ClassifierModule(pl.LightningModule):
                     self._graphed_step.keep_betas_on_device()
 
     def on_train_start(self) -> None:
-        self.val_acc_best.reset()  # forget the sanity check's score
+        if self._resumed_from is not None:  # the optimizer and schedule are restored by now
+            config = self.trainer.lr_scheduler_configs[0] if self.trainer.lr_scheduler_configs else None
+            optimization.after_restore(self.trainer.optimizers[0], config, self._resumed_from,
+                                       lambda params: self.build_optimizer(params), self.build_scheduler)
+            self._resumed_from = None
 
     def on_train_epoch_start(self) -> None:
         if self._pending_rng_states is not None:

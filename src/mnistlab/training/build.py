@@ -50,14 +50,16 @@ def build_model(cfg: DictConfig, input_stats: tuple[float, float]):
                         regularization=cfg.get("regularization"), input_mean=mean, input_std=std, _recursive_=False)
 
 
-def check_buildable(cfg: DictConfig) -> None:
+def check_buildable(cfg: DictConfig):
     """Every value checked by its owner, before any data is loaded or file written: the Trainer-level
-    checks, then the DataModule, the model, its optimizer and its schedule are built (milliseconds)."""
+    checks, then the DataModule, the model, its optimizer and its schedule are built (milliseconds).
+    Returns the model, on the ``meta`` device (shapes only)."""
     check_config(cfg)
     with torch.device("meta"):  # shapes without memory: a network of absurd size is refused, not allocated
         model = build_model(cfg, build_datamodule(cfg).input_stats)
     check_memory(sum(p.numel() for p in model.parameters()), cfg)
     model.build_scheduler(model.build_optimizer(), total_steps=1000)
+    return model
 
 
 def check_memory(parameters: int, cfg: DictConfig) -> None:

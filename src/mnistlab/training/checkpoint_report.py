@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..io import json_line
-from .checkpoints import load_checkpoint
+from .checkpoints import METRIC_STATE, load_checkpoint
 
 # Buffers that are state, not learned parameters.
 _NOT_PARAMETERS = ("running_mean", "running_var", "num_batches_tracked", "n_averaged")
@@ -46,7 +46,7 @@ def tensor_summary(name: str, tensor: torch.Tensor, values: bool) -> dict[str, A
 
 def parameter_count(state_dict: dict[str, torch.Tensor]) -> int:
     return sum(t.numel() for name, t in state_dict.items()
-               if t.is_floating_point() and not name.endswith(_NOT_PARAMETERS))
+               if t.is_floating_point() and not name.endswith(_NOT_PARAMETERS) and not name.startswith(METRIC_STATE))
 
 
 def training_state(checkpoint: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,10 @@ MODULE_CLASSES = {
 }
 
 
+# state_dict entries of the classifier's metrics (counts, running sums, the best validation accuracy): state
+# of a fit, not the network; checkpoints written before a metric kept its state lack them.
+METRIC_STATE = ("train_", "val_", "test_")
+
 # What loading may allocate: the largest mnistlab checkpoint is ~0.1 GB; a crafted archive declaring more
 # (a compressed bomb) is refused from its directory, before anything is read.
 MAX_CHECKPOINT_BYTES = 4 * 1024**3
@@ -146,8 +150,7 @@ def build_module(checkpoint: dict[str, Any], path: str | Path = "checkpoint") ->
         raise CheckpointError(f"{path}: its stored hyperparameters are malformed ({err})") from None
     expected = _construct(cls, hparams, path, "meta").state_dict()
     stored = checkpoint["state_dict"]
-    metric_state = ("train_", "val_", "test_")
-    missing = [k for k in expected if k not in stored and not k.startswith(metric_state)]
+    missing = [k for k in expected if k not in stored and not k.startswith(METRIC_STATE)]
     unexpected = [k for k in stored if k not in expected]
     wrong = [f"{k} is {tuple(stored[k].shape)} where the config builds {tuple(v.shape)}"
              for k, v in expected.items() if k in stored and tuple(stored[k].shape) != tuple(v.shape)]
@@ -206,7 +209,6 @@ def check_resumable(checkpoint: dict[str, Any], model, path: str | Path) -> None
                 f"{tuple(expected[name].shape)}; resume with the config the checkpoint was trained with "
                 f"(its model.net: {checkpoint.get('hyper_parameters', {}).get('net')})"
             )
-    metric_state = ("train_", "val_", "test_")
-    missing = [k for k in expected if k not in checkpoint["state_dict"] and not k.startswith(metric_state)]
+    missing = [k for k in expected if k not in checkpoint["state_dict"] and not k.startswith(METRIC_STATE)]
     if missing:
         raise CheckpointError(f"{path}: lacks {missing[:3]} that this run's model has; the configs differ")

@@ -21,6 +21,9 @@ from ..tuning.trial import reporting_callbacks
 from .build import build, check_buildable
 from .callbacks import CudaGraphCapture, DeviceWarmup, EpochHistory, SpeedMonitor
 from .checkpoints import check_resumable, load_checkpoint
+from .loggers import LoggerRuns, continue_runs
+from .reliability import InterruptCheckpoint
+from .resume import continue_job
 
 
 class JobFailed(Exception):
@@ -45,12 +48,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = cfg.get("ckpt_path")
     refuse_to_overwrite(run_dir, ckpt_path)
     resume_from = load_checkpoint(ckpt_path) if ckpt_path else None  # weights_only: never runs pickled code
+    if resume_from is not None:
+        continue_runs(cfg, resume_from)  # the MLflow and W&B runs it logged to
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     speed = SpeedMonitor()
     history = EpochHistory(speed)
     # reporting_callbacks: Optuna's trial reporter when this job is a trial
-    datamodule, model, trainer = build(cfg, extra_callbacks=[speed, history, *reporting_callbacks()])
+    datamodule, model, trainer = build(cfg, extra_callbacks=[speed, history, LoggerRuns(), *reporting_callbacks()])
 
     if resume_from is not None:
         check_resumable(resume_from, model, ckpt_path)
@@ -73,6 +78,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     test_results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
 
     metrics: dict[str, Any] = {**fit_metrics, **(test_results[0] if test_results else {})}
+    # a resume whose fit had nothing left to train (interrupted while testing) logged no validation now:
+    # the run's own records, restored from its checkpoint, still know them
+    best_val = float(model.val_acc_best.compute())
+    if "val/acc_best" not in metrics and best_val > float("-inf"):
+        metrics["val/acc_best"] = best_val
+    for key in EpochHistory.KEYS:
+        if key not in metrics and curve and key in curve[-1]:
+            metrics[key] = curve[-1][key]
     metrics.update(
         epochs=epochs,
         global_step=trainer.global_step,
@@ -91,6 +104,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "metrics.json", metrics)
+        # the run has ended whole: an interrupt's checkpoint from before would resume an older state
+        (run_dir / "checkpoints" / f"{InterruptCheckpoint.FILENAME}.ckpt").unlink(missing_ok=True)
         final = {f"hp/{k.replace('/', '_')}": metrics[k] for k in ("test/acc", "test/loss", "val/acc_best")
                  if k in metrics}
         for logger in trainer.loggers:
@@ -109,6 +124,14 @@ def sweep_job(run, cfg: DictConfig) -> float:
     """``run(cfg)`` as one job of a sweep: a failing job is a row with its error, never the end of the sweep."""
     run_dir = Path(cfg.trainer.default_root_dir)
     records_failures = "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
+    if not records_failures:  # a grid sweep run again after a kill; Optuna studies resume by their storage
+        done = continue_job(cfg, run_dir)
+        if done is not None:
+            value = done.get(cfg.get("optimized_metric") or "")
+            print(f"job {run_dir.name}: finished before (test accuracy {done['test/acc']:.4f}); kept")
+            return float(value) if value is not None else float("nan")
+        if cfg.get("ckpt_path"):
+            print(f"job {run_dir.name}: resuming from {cfg.ckpt_path}")
     try:
         return run(cfg)
     except (Exception, SystemExit) as err:

@@ -14,14 +14,22 @@ class PreflightCheck(Callback):
     """Runs before the run directory and its .hydra/ files are made."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        report_errors(self._check)(config)  # the one-line error of every command
+        from .resume import AlreadyFinished
+
+        try:
+            report_errors(self._check)(config)  # the one-line error of every command
+        except AlreadyFinished as done:
+            print(done)
+            raise SystemExit(0) from None
 
     @staticmethod
     def _check(config: DictConfig) -> None:
         from hydra.core.hydra_config import HydraConfig
 
         from .build import check_buildable
+        from .resume import check_resume
 
         HydraConfig.instance().set_config(config)
-        check_buildable(config)
+        model = check_buildable(config)
         resume_in_place(config)
+        check_resume(config, model)

@@ -7,13 +7,15 @@ import logging
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import EarlyStopping
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.trainer.states import RunningStage, TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from ..config.overrides import resume_command
 from ..errors import ConfigError, MnistlabError, record_in_run_log
 
 
@@ -69,6 +71,29 @@ class DivergenceGuard(pl.Callback):
                 f"the learning rate is the usual cause (optimizer.lr={lr:g}): lower it, or {advice}; {last_good}")
 
 
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` for a run folder that may have moved: a run copied or moved elsewhere
+    and resumed there keeps its best checkpoint, found in its new folder. Lightning forgets the best score
+    when the folder's path changed and keeps the old folder's best file as the one to test."""
+
+    @property
+    def state_key(self) -> str:  # Lightning's own key: checkpoints of either class resume with the other
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old, new = state_dict.get("dirpath"), self.dirpath
+        if old and new and old != new:
+            def moved(path):
+                return str(Path(new) / Path(path).relative_to(old)) if path and Path(path).is_relative_to(old) \
+                    else path
+
+            state_dict = {**state_dict, "dirpath": new,
+                          **{k: moved(state_dict.get(k)) for k in ("best_model_path", "kth_best_model_path",
+                                                                   "last_model_path") if k in state_dict},
+                          "best_k_models": {moved(k): v for k, v in (state_dict.get("best_k_models") or {}).items()}}
+        super().load_state_dict(state_dict)
+
+
 class ResumableEarlyStopping(EarlyStopping):
     """Lightning's ``EarlyStopping`` that waits for a validation instead of failing without one: a run that
     ``max_steps`` or a signal stops before its first validation, or a resume that starts mid-epoch, has
@@ -103,7 +128,9 @@ def restart_validation(trainer) -> None:
 class InterruptCheckpoint(pl.Callback):
     """On Ctrl+C or SIGTERM, save ``checkpoints/interrupted.ckpt`` and say how to resume."""
 
-    def __init__(self, dirpath: str, filename: str = "interrupted") -> None:
+    FILENAME = "interrupted"
+
+    def __init__(self, dirpath: str, filename: str = FILENAME) -> None:
         self.path = Path(dirpath) / f"{filename}.ckpt"
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
@@ -114,6 +141,6 @@ class InterruptCheckpoint(pl.Callback):
         trainer.save_checkpoint(self.path)
         if trainer.is_global_zero:
             kind = "SIGTERM" if isinstance(exception, SIGTERMException) else "interrupt"
-            line = f"{kind} at step {trainer.global_step}: saved {self.path}; resume with ckpt_path={self.path}"
+            line = f"{kind} at step {trainer.global_step}: saved {self.path}; resume with: {resume_command(self.path)}"
             print(line, file=sys.stderr, flush=True)
             record_in_run_log(line, logging.WARNING)
