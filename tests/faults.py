@@ -21,3 +21,10 @@ class SignalInHook(pl.Callback):
                 and batch_idx >= self.batch):
             self.sent = True
             os.kill(os.getpid(), self.signum)
+
+    # Part of the run: a resume replays its config, this callback included, and must not fire again.
+    def state_dict(self) -> dict:
+        return {"sent": self.sent}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.sent = state_dict["sent"]

@@ -211,11 +211,13 @@ def test_sigterm_in_any_hook_prints_a_resume_command_that_works(hook, synthetic_
     process = train_subprocess(tmp_path, [*overrides, *fault])
     _, err = process.communicate(timeout=300)
     assert process.returncode == 143, err[-3000:]
-    resume = re.search(r"resume with (ckpt_path=\S+)", err)
+    resume = re.search(r"resume with: (python -m mnistlab.train .+)$", err, re.MULTILINE)
     assert resume, err[-3000:]
-    resumed = train_subprocess(tmp_path, [*overrides, resume.group(1)])
-    _, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err[-3000:]
+    # pasted as printed: the run's own config (its fault injector included) comes from its folder
+    resumed = subprocess.run(["bash", "-c", resume.group(1).replace("python", sys.executable, 1)],
+                             capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["global_step"] == 3 * 17 and metrics["val/acc_best"] > 0.5
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from mnistlab.config.overrides import resume_command
 from mnistlab.data.datasets import SPLIT_FILES
 from mnistlab.errors import CheckpointError, DataError
 from mnistlab.training.reliability import DivergenceError
@@ -85,7 +86,7 @@ def test_sigterm_and_ctrl_c_save_a_checkpoint_and_exit_non_zero(signum, code, sy
     _, err = process.communicate(timeout=120)
     saved = tmp_path / "checkpoints" / "interrupted.ckpt"
     assert process.returncode == code
-    assert f"saved {saved}; resume with ckpt_path={saved}" in err
+    assert f"saved {saved}; resume with: {resume_command(saved)}" in err
     assert torch.load(saved, weights_only=True)["global_step"] > 0
 
 

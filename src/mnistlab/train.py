@@ -24,7 +24,7 @@ def print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
         ("epochs", str(metrics.get("epochs"))),
         ("fit seconds", f"{metrics.get('fit_seconds', 0):.1f}"),
         ("training images/s", f"{metrics.get('train_images_per_second', 0):,.0f}"),
-        ("tested", metrics.get("best_checkpoint") or "final weights"),
+        ("tested", f"{metrics.get('tested_weights', 'weights')}: {metrics.get('best_checkpoint') or 'end of the fit'}"),
     ]
     for name, value in rows:
         table.add_row(name, value)

@@ -1,4 +1,5 @@
-"""mnistlab's own callbacks: the fit's clock and history, the device warm-up step, the TensorBoard pictures."""
+"""mnistlab's own callbacks: the fit's clock and history, the device warm-up step, the TensorBoard pictures,
+the moving average of the weights."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import time
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.callbacks import EMAWeightAveraging
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 from torchmetrics.classification import MulticlassConfusionMatrix
 from torchvision.utils import make_grid
 
+from ..config import rules
 from ..plots import confusion_figure, digits_figure
 
 
@@ -256,3 +260,34 @@ class TensorBoardVisuals(pl.Callback):
             writer.add_embedding(features.float().cpu(), metadata=[names[int(c)] for c in y[:m]],
                                  label_img=x[:m].float().cpu(), global_step=step,
                                  tag="test/penultimate_features")
+
+
+def warmup_ema(decay: float):
+    """TensorFlow's ``ExponentialMovingAverage(decay, num_updates)``: the decay used at update ``n`` is
+    ``min(decay, (1 + n) / (10 + n))``, so the average follows the weights closely at first (0.1 after one
+    update, 0.5 after 8, 0.9 after 80) instead of clinging to the initial ones for ~1/(1 - decay) steps: at 0.999
+    a fixed decay kept ``cnn_best``'s validation at 12.08% for its first 1,380 steps. Tensor arithmetic on
+    the step count: no host sync."""
+
+    def update(average: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+        rate = torch.clamp((1 + num_averaged) / (10 + num_averaged), max=decay).to(average.dtype)
+        return average + (1 - rate) * (current - average)
+
+    return update
+
+
+class EMA(EMAWeightAveraging):
+    """Lightning's EMA of the weights (validated, checkpointed, and at the end of the fit the weights), with
+    two changes: the decay warms up as TensorFlow's does (``warmup=True``), and testing a checkpoint tests
+    what the file holds, the average, so a run reports the accuracy that ``evaluate`` finds in its checkpoint.
+    Lightning would load the training weights kept beside the average back into the model when testing."""
+
+    def __init__(self, decay: float = 0.999, warmup: bool = True, **kwargs) -> None:
+        rules.fraction("callbacks.ema.decay", decay)
+        super().__init__(decay=decay, **kwargs)
+        if rules.switch("callbacks.ema.warmup", warmup):
+            self._kwargs["avg_fn"] = warmup_ema(decay)
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:  # a resume: the average and the training weights, both
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)

@@ -158,7 +158,8 @@ def build_module(checkpoint: dict[str, Any], path: str | Path = "checkpoint") ->
     if problems or wrong:
         raise CheckpointError(f"{path}: weights do not match {name} with its stored config "
                               f"({'; '.join([*problems, *wrong[:3]])})")
-    not_finite = [k for k, t in stored.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    not_finite = [k for k, t in stored.items() if t.is_floating_point() and not k.startswith(METRIC_STATE)
+                  and not bool(torch.isfinite(t).all())]  # a best score is -inf before the first validation
     if not_finite:
         raise CheckpointError(f"{path}: weights hold NaN or infinite values ({', '.join(not_finite[:3])}): the run "
                               "diverged before this checkpoint; use an earlier one")

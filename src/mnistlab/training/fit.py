@@ -19,7 +19,7 @@ from ..io import write_json
 from ..perf.machine import machine
 from ..tuning.trial import reporting_callbacks
 from .build import build, check_buildable
-from .callbacks import CudaGraphCapture, DeviceWarmup, EpochHistory, SpeedMonitor
+from .callbacks import EMA, CudaGraphCapture, DeviceWarmup, EpochHistory, SpeedMonitor
 from .checkpoints import check_resumable, load_checkpoint
 from .loggers import LoggerRuns, continue_runs
 from .reliability import InterruptCheckpoint
@@ -93,6 +93,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         warmup_seconds=round(sum(c.seconds for c in warmups), 3),  # start-up, CUDA graph capture included
         train_images_per_second=round(images_per_second, 1),
         best_checkpoint=best or None,
+        # what the test saw: with EMA the checkpoints and the final weights hold the average
+        tested_weights=("EMA average, " if any(isinstance(c, EMA) for c in trainer.callbacks) else "")
+        + ("best checkpoint" if best else "final weights"),
         parameters=sum(p.numel() for p in model.net.parameters()),
         stopped_early=stopped_early,
         seed=cfg.seed,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+from argparse import Namespace
 from typing import Any
 
 from lightning_fabric.loggers.logger import rank_zero_experiment
+from lightning_fabric.utilities.logger import _convert_params, _flatten_dict
+from lightning_fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, open_dict
 from pytorch_lightning import Callback
 from pytorch_lightning.loggers import CSVLogger, MLFlowLogger, WandbLogger
@@ -33,9 +36,25 @@ class AppendingCSVLogger(CSVLogger):
         return self._experiment
 
 
+class ContinuingMLFlowLogger(MLFlowLogger):
+    """Lightning's ``MLFlowLogger`` that can log to a run again (``run_id``, a resume): MLflow refuses to change
+    a parameter once logged, so a value that a resume changed (``resume_changes=apply``, a longer
+    ``trainer.max_epochs``) is recorded as the tag ``resumed.<param>``; new parameters are logged as usual."""
+
+    @rank_zero_only
+    def log_hyperparams(self, params: dict[str, Any] | Namespace) -> None:
+        logged = self.experiment.get_run(self.run_id).data.params
+        flat = {k: str(v)[:250] for k, v in _flatten_dict(_convert_params(params)).items()}  # as Lightning logs
+        super().log_hyperparams({k: v for k, v in flat.items() if k not in logged})
+        for key, value in flat.items():
+            if key in logged and logged[key] != value:
+                self.experiment.set_tag(self.run_id, f"resumed.{key}", value)
+
+
 class LoggerRuns(Callback):
     """Keeps the MLflow run and the W&B run a fit logs to in its checkpoints, so that a resume logs to the
     same runs (``continue_runs``) instead of opening new ones. TensorBoard and CSV continue by folder."""
+
 
     def __init__(self) -> None:
         self.runs: dict[str, Any] = {}
