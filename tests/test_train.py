@@ -106,7 +106,8 @@ def test_the_tested_accuracy_is_what_evaluate_finds_in_the_checkpoint(callbacks,
     tested = metrics["best_checkpoint"] or str(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert metrics["tested_weights"] == ("EMA average, " if callbacks == "ema" else "") + (
         "best checkpoint" if test_best == "true" else "final weights")
-    result = command("evaluate", f"ckpt_path={tested}", f"data_dir={synthetic_root}", f"hydra.run.dir={tmp_path / 'ev'}")
+    result = command("evaluate", f"ckpt_path={tested}", f"data_dir={synthetic_root}",
+                     f"hydra.run.dir={tmp_path / 'ev'}")
     assert result.returncode == 0, result.stderr
     evaluated = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert evaluated["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
