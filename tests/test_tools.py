@@ -148,6 +148,38 @@ def test_inspect_reports_without_building_the_model(real_checkpoint, capsys):
     assert "state_dict.net.classifier.3.bias = [" in capsys.readouterr().out
 
 
+def test_inspect_raises_no_false_alarm_and_shows_one_tensor_shortened(real_checkpoint, capsys):
+    from mnistlab.inspect import main
+
+    main([str(real_checkpoint)])
+    out = capsys.readouterr().out
+    assert "NaN or infinite" not in out  # Lightning's kth_value of inf is no divergence
+    assert "ModelCheckpoint(val/acc).kth_value" in out and "ModelCheckpoint(none).kth_value" in out
+    names = [row["name"] for row in main([str(real_checkpoint), "--json"])["tensors"]]
+    assert len(names) == len(set(names))
+    capsys.readouterr()
+    report = main([str(real_checkpoint), "--tensor", "state_dict.net.classifier.1.weight"])
+    out = capsys.readouterr().out
+    weight = torch.load(real_checkpoint, weights_only=True)["state_dict"]["net.classifier.1.weight"]
+    assert f"state_dict.net.classifier.1.weight: {'x'.join(map(str, weight.shape))} float32" in out
+    assert "..." in report["tensor"]["shortened"] and len(out) < 3000  # not 100,000 floats
+    assert f"[[{weight[0, 0].item():.4f}," in out.replace(" ", "")
+    broken = tool("inspect", real_checkpoint, "--tensor", "net.classifier.1.weight")
+    assert broken.returncode == 2 and broken.stderr.strip().startswith("error: --tensor net.classifier.1.weight:")
+    assert "did you mean state_dict.net.classifier.1.weight" in broken.stderr
+
+
+def test_a_diverged_checkpoint_is_named_by_inspect(real_checkpoint, tmp_path, capsys):
+    from mnistlab.inspect import main
+
+    checkpoint = torch.load(real_checkpoint, weights_only=True)
+    checkpoint["state_dict"]["net.classifier.1.bias"][0] = float("nan")
+    torch.save(checkpoint, tmp_path / "diverged.ckpt")
+    main([str(tmp_path / "diverged.ckpt")])
+    assert "1 tensors hold NaN or infinite values (a diverged run): state_dict.net.classifier.1.bias" in \
+        capsys.readouterr().out
+
+
 @pytest.mark.parametrize("name", ["inspect", "evaluate", "predict", "export"])
 def test_pickle_payloads_are_refused_by_every_tool(name, tmp_path, real_checkpoint):
     marker = tmp_path / "code-ran"

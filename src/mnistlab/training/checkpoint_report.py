@@ -4,19 +4,33 @@ and as tables."""
 
 from __future__ import annotations
 
+import difflib
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import ConfigError
 from ..io import json_line
 from .checkpoints import METRIC_STATE, load_checkpoint
 
 # Buffers that are state, not learned parameters.
 _NOT_PARAMETERS = ("running_mean", "running_var", "num_batches_tracked", "n_averaged")
+
+
+def _short_key(key: Any) -> str:
+    """Lightning keys a callback's state by its class and settings (``ModelCheckpoint{'monitor': 'val/acc',
+    ...}``): the class, and the monitored metric that tells two of a kind apart (``ModelCheckpoint(val/acc)``)."""
+    name, brace, settings = str(key).partition("{")
+    if not brace:
+        return name
+    monitor = re.search(r"'monitor': (?:'([^']*)'|None)", settings)
+    return f"{name}({monitor.group(1) or 'none'})" if monitor else name
 
 
 def walk_tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
@@ -25,7 +39,7 @@ def walk_tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor
         yield prefix, obj
     elif isinstance(obj, dict):
         for key, value in obj.items():
-            key = str(key).split("{", 1)[0]  # Lightning keys callbacks by class name + their settings
+            key = _short_key(key)
             yield from walk_tensors(value, f"{prefix}.{key}" if prefix else key)
     elif isinstance(obj, (list, tuple)):
         for i, value in enumerate(obj):
@@ -52,7 +66,7 @@ def parameter_count(state_dict: dict[str, torch.Tensor]) -> int:
 def training_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
     state: dict[str, Any] = {k: checkpoint.get(k) for k in ("epoch", "global_step", "pytorch-lightning_version")}
     for key, value in (checkpoint.get("callbacks") or {}).items():
-        if key.startswith("ModelCheckpoint") and isinstance(value, dict):
+        if key.startswith("ModelCheckpoint") and isinstance(value, dict) and value.get("monitor"):  # not last.ckpt's
             score = value.get("best_model_score")
             state["best_score"] = float(score) if isinstance(score, torch.Tensor) else score
             state["monitor"] = value.get("monitor")
@@ -63,9 +77,28 @@ def training_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def inspect_checkpoint(path: str, values: bool = False) -> dict[str, Any]:
+def is_weight(name: str) -> bool:
+    """A tensor of the network (``state_dict.net...``), not a metric's state or a callback's bookkeeping."""
+    return name.startswith("state_dict.") and not name.removeprefix("state_dict.").startswith(METRIC_STATE)
+
+
+def shortened(tensor: torch.Tensor, edge: int = 3) -> str:
+    """The values as numpy prints them, long dimensions cut to their first and last ``edge`` entries."""
+    return np.array2string(tensor.detach().float().cpu().numpy(), threshold=200, edgeitems=edge, precision=4,
+                           separator=", ", max_line_width=120)
+
+
+def inspect_checkpoint(path: str, values: bool = False, tensor: str | None = None) -> dict[str, Any]:
     checkpoint = load_checkpoint(path)
-    tensors = [tensor_summary(name, t, values) for name, t in walk_tensors(checkpoint)]
+    found = dict(walk_tensors(checkpoint))
+    tensors = [tensor_summary(name, t, values) for name, t in found.items()]
+    chosen = None
+    if tensor is not None:
+        if tensor not in found:
+            close = difflib.get_close_matches(tensor, found, n=3, cutoff=0.4)
+            hint = f"; did you mean {', '.join(close)}?" if close else "; --json lists every name"
+            raise ConfigError(f"--tensor {tensor}: {path} holds no such tensor{hint}")
+        chosen = {**tensor_summary(tensor, found[tensor], False), "shortened": shortened(found[tensor])}
     return {
         "path": str(path),
         "parameters": parameter_count(checkpoint["state_dict"]),
@@ -73,6 +106,7 @@ def inspect_checkpoint(path: str, values: bool = False) -> dict[str, Any]:
         "hyper_parameters": checkpoint.get("hyper_parameters"),
         "datamodule_hyper_parameters": checkpoint.get("datamodule_hyper_parameters"),
         "tensors": tensors,
+        **({"tensor": chosen} if chosen is not None else {}),
     }
 
 
@@ -82,6 +116,12 @@ def _fmt(value: Any) -> str:
 
 def print_report(report: dict[str, Any], values: bool) -> None:
     console = Console(width=None if Console().is_terminal else 160)
+    chosen = report.get("tensor")
+    if chosen is not None:  # --tensor: that one alone
+        console.print(f"{chosen['name']}: {'x'.join(map(str, chosen['shape'])) or 'scalar'} {chosen['dtype']}, "
+                      + ", ".join(f"{k} {_fmt(chosen.get(k))}" for k in ("mean", "std", "min", "max")))
+        sys.stdout.write(chosen["shortened"] + "\n")
+        return
     model_rows = [r for r in report["tensors"] if r["name"].startswith("state_dict.")]
     other_rows = [r for r in report["tensors"] if not r["name"].startswith("state_dict.")]
     sections = [(f"{report['path']}: model weights, {report['parameters']:,} parameters", model_rows),
@@ -96,7 +136,8 @@ def print_report(report: dict[str, Any], values: bool) -> None:
             table.add_row(row["name"], "x".join(map(str, row["shape"])) or "scalar", row["dtype"], f"{row['numel']:,}",
                           *(_fmt(row.get(k)) for k in ("mean", "std", "min", "max")))
         console.print(table)
-    broken = [row["name"] for row in report["tensors"] if row.get("non_finite")]
+    # only the network's weights: Lightning stores inf on purpose (a checkpoint callback's worst kept score)
+    broken = [row["name"] for row in report["tensors"] if row.get("non_finite") and is_weight(row["name"])]
     if broken:
         console.print(f"[bold red]{len(broken)} tensors hold NaN or infinite values[/] (a diverged run): "
                       + ", ".join(broken[:5]))
