@@ -11,13 +11,13 @@ class SignalInHook(pl.Callback):
     the way to reach a hook (mid-validation, at an epoch's end) that a timed kill from outside would hit
     only by luck."""
 
-    def __init__(self, hook: str, epoch: int = 1, batch: int = 0, signum: int = signal.SIGTERM) -> None:
+    def __init__(self, hook: str, epoch: int | None = 1, batch: int = 0, signum: int = signal.SIGTERM) -> None:
         self.epoch, self.batch, self.signum, self.sent = epoch, batch, signum, False
         setattr(self, hook, self._fire)
 
     def _fire(self, trainer, *args, **kwargs) -> None:
         batch_idx = args[-1] if args and isinstance(args[-1], int) else self.batch
-        if (not self.sent and not trainer.sanity_checking and trainer.current_epoch == self.epoch
+        if (not self.sent and not trainer.sanity_checking and self.epoch in (None, trainer.current_epoch)
                 and batch_idx >= self.batch):
             self.sent = True
             os.kill(os.getpid(), self.signum)

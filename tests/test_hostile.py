@@ -222,6 +222,18 @@ def test_sigterm_in_any_hook_prints_a_resume_command_that_works(hook, synthetic_
     assert metrics["global_step"] == 3 * 17 and metrics["val/acc_best"] > 0.5
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_while_testing_exits_as_one_while_training(signum, code, synthetic_root, tmp_path):
+    fault = ["+callbacks.fault._target_=faults.SignalInHook", "+callbacks.fault.hook=on_test_batch_start",
+             "+callbacks.fault.epoch=null", "+callbacks.fault.batch=1", f"+callbacks.fault.signum={int(signum)}"]
+    process = train_subprocess(tmp_path, [*synthetic_overrides(synthetic_root), "model=dnn", "data.eval_batch_size=10",
+                                          "trainer.max_epochs=1", *fault])
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == code, err[-3000:]
+    assert not (tmp_path / "metrics.json").exists()  # an interrupted test reports nothing
+
+
 def test_resuming_a_finished_run_whose_best_checkpoint_was_deleted(synthetic_root, tmp_path, capsys):
     overrides = [*synthetic_overrides(synthetic_root), "model=dnn", "trainer.max_epochs=1"]
     run_train(tmp_path, overrides)

@@ -77,7 +77,7 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(synthetic_root, tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 1)])
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_and_ctrl_c_save_a_checkpoint_and_exit_non_zero(signum, code, synthetic_root, tmp_path):
     overrides = [*synthetic_overrides(synthetic_root), *RECIPE, "trainer.max_epochs=50"]
     process = train_process(tmp_path, overrides)

@@ -35,6 +35,23 @@ class DiskFullError(MnistlabError):
     """A file could not be written for lack of space; what was there before is intact."""
 
 
+class FileSystemError(MnistlabError):
+    """A place cannot be written or made: read-only, not permitted, a name too long, a file where a folder
+    is wanted; what was there before is intact."""
+
+
+# What the file system said, in the user's words: every tool's one line for these, whoever met them
+_FILE_SYSTEM = {
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENAMETOOLONG: "file name too long (at most 255 bytes a name)",
+    errno.ENOTDIR: "a file stands where a folder is wanted",
+    errno.EEXIST: "a file stands where a folder is wanted",
+    errno.EISDIR: "is a folder, not a file",
+}
+
+
 def debug_enabled() -> bool:
     return os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("MNISTLAB_DEBUG") == "1"
 
@@ -52,6 +69,9 @@ def user_error(err: BaseException | None) -> MnistlabError | None:
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
             where = err.filename or "a file"
             return DiskFullError(f"{where}: disk full (no space left on device); files written before are intact")
+        if isinstance(err, OSError) and err.errno in _FILE_SYSTEM:
+            return FileSystemError(f"{err.filename or 'a file'}: cannot write there: {_FILE_SYSTEM[err.errno]}; "
+                                   "files written before are intact")
         err = err.__cause__
     return None
 

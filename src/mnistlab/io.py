@@ -23,8 +23,16 @@ _HOST = re.sub(r"[^A-Za-z0-9-]", "-", HOST_NAME)[:32] or "host"
 _TEMP = re.compile(r"^\.(?P<target>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
 
 
+NAME_MAX = 255  # bytes in one file name, on every common Linux and macOS file system
+
+
 def _temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    """``.<target>.<host>.<pid>.<random>.tmp``, the target's part shortened so that the name stays within
+    ``NAME_MAX`` (a valid 250-byte target would otherwise get an invalid temp name)."""
+    suffix = f".{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    room = NAME_MAX - 1 - len(suffix.encode())
+    target = path.name.encode()[:room].decode(errors="ignore")
+    return path.with_name(f".{target}{suffix}")
 
 
 def _sync_dir(folder: Path) -> None:

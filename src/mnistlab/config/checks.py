@@ -129,9 +129,14 @@ def check_config(cfg: DictConfig) -> None:
         for name, rule in _TORCH_SCHEDULER_RULES.items():
             if scheduler.get(name) is not None:
                 rule(f"scheduler.scheduler.{name}", scheduler[name])
+    limit = OmegaConf.select(cfg, "trainer.limit_train_batches", default=None)
+    if limit is not None:
+        rules.check("trainer.limit_train_batches", limit, lambda v: v > 0,
+                    "must be > 0 (a count of batches or a fraction of them): 0 would test an untrained model")
     seed = cfg.get("seed")
     if seed is not None:
-        rules.whole_number("seed", seed)
+        rules.check("seed", rules.whole_number("seed", seed), lambda v: 0 <= v < 2**32,
+                    "must be in [0, 4294967295] (the range numpy's and Lightning's seeding take)")
     check_device(cfg)
     check_cuda_graph(cfg)
     changes = cfg.get("resume_changes", "refuse")

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError, report_errors
-from ..io import remove_stale_temp_files, write_text
+from ..io import NAME_MAX, remove_stale_temp_files, write_text
 from .overrides import override_value, resume_command
 
 # What makes a folder another run's: Hydra's copies of its config, its results, its checkpoints.
@@ -36,6 +36,9 @@ def output_path(key: str, path: str | None, overwrite: bool, suffix: str | None 
     if path is None:
         return None
     target = Path(str(path)).expanduser()
+    if len(target.name.encode()) > NAME_MAX:
+        raise ConfigError(f"{key}: the name is {len(target.name.encode())} bytes, over the {NAME_MAX} a file "
+                          "system allows; choose a shorter one")
     if suffix is not None and target.suffix.lower() != suffix:
         raise ConfigError(f"{key}={path}: must be a {suffix} file")
     if target.is_dir():
@@ -44,7 +47,22 @@ def output_path(key: str, path: str | None, overwrite: bool, suffix: str | None 
         raise ConfigError(f"{key}={path}: already exists; choose another file or add overwrite=true")
     if not target.parent.is_dir():
         raise ConfigError(f"{key}={path}: folder {target.parent} does not exist")
+    writable(key, target.parent)
     return target
+
+
+def writable(key: str, folder: Path) -> None:
+    """Refuse, before any work, a folder that cannot be written (read-only mount, no permission)."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        why = "is on a read-only file system" if _read_only(folder) else "is not writable (permission denied)"
+        raise ConfigError(f"{key}: folder {folder} {why}; choose another place")
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def distinct_outputs(**paths: Path | None) -> None:
@@ -101,6 +119,9 @@ def claim(folder: Path, resuming: bool = False, resumable: bool = False, shared_
     their trials into one sweep folder, which no other run can then take; the folder's files are theirs
     when its ``.mnistlab.shared`` names the same study. ``key``: the setting that names the folder.
     """
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{key}={folder}: is a file, not a folder; choose another {key}")
+    writable(key, next(p for p in (folder, *folder.parents) if p.exists()))
     _refuse_other_runs(folder, resuming, resumable, shared_by, key)
     folder.mkdir(parents=True, exist_ok=True)
     key = folder.resolve()

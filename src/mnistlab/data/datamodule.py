@@ -114,6 +114,10 @@ class MNISTDataModule(pl.LightningDataModule):
         )
         self.info = dataset_info(dataset)
         self.augment = BatchAugment(**augment)
+        for flip in ("hflip", "vflip"):
+            if augment.get(flip) and flip not in self.info.label_keeping_flips:
+                warnings.warn(f"augment.{flip}={augment[flip]}: a flipped {dataset} image can be another class or "
+                              "none (a mirrored 2 is no 2, an upside-down 6 is a 9); set it to 0 here", stacklevel=2)
         self.train_set: tuple[torch.Tensor, torch.Tensor] | None = None
         self.val_set: tuple[torch.Tensor, torch.Tensor] | None = None
         self.test_set: tuple[torch.Tensor, torch.Tensor] | None = None

@@ -31,6 +31,7 @@ class DatasetInfo:
     std: float
     classes: tuple[str, ...]
     system_dirs: tuple[str, ...] = ()  # distribution packages that install the files
+    label_keeping_flips: tuple[str, ...] = ()  # augment flips after which every image keeps its label
 
 
 DATASETS = {
@@ -42,6 +43,7 @@ DATASETS = {
         0.3530,
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
         system_dirs=("/usr/share/datasets/fashion-mnist",),  # Debian: dataset-fashion-mnist
+        label_keeping_flips=("hflip",),  # a mirrored shirt is a shirt; an upside-down boot is not how they come
     ),
 }
 

@@ -11,7 +11,6 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from ..config.rundir import refuse_to_overwrite
 from ..errors import record_in_run_log, silence_library_noise, user_error
@@ -22,7 +21,7 @@ from .build import build, check_buildable
 from .callbacks import EMA, CudaGraphCapture, DeviceWarmup, EpochHistory, SpeedMonitor
 from .checkpoints import check_resumable, load_checkpoint
 from .loggers import LoggerRuns, continue_runs
-from .reliability import InterruptCheckpoint
+from .reliability import InterruptCheckpoint, signal_exit_codes
 from .resume import continue_job
 
 
@@ -59,10 +58,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     if resume_from is not None:
         check_resumable(resume_from, model, ckpt_path)
-    try:
+    with signal_exit_codes(trainer):  # 130 for Ctrl+C, 143 for SIGTERM, in every phase
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    except SIGTERMException:
-        raise SystemExit(143) from None  # 128 + SIGTERM, as if the signal had ended the process
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     # read now: testing a checkpoint restores callback states, the timer's and early stopping's included
     fit_seconds, images_per_second, curve = speed.fit_seconds, speed.images_per_second, list(history.rows)
@@ -75,7 +72,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if best and not Path(best).is_file():  # deleted since (a resumed run remembers it)
         print(f"warning: the best checkpoint {best} is gone; testing the final weights", file=sys.stderr)
         best = ""
-    test_results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    with signal_exit_codes(trainer):
+        test_results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
 
     metrics: dict[str, Any] = {**fit_metrics, **(test_results[0] if test_results else {})}
     # a resume whose fit had nothing left to train (interrupted while testing) logged no validation now:
@@ -138,7 +136,7 @@ def sweep_job(run, cfg: DictConfig) -> float:
     try:
         return run(cfg)
     except (Exception, SystemExit) as err:
-        if isinstance(err, SystemExit) and err.code == 143:
+        if isinstance(err, SystemExit) and err.code in (130, 143):  # a signal ends the sweep, not just the job
             raise
         optuna = sys.modules.get("optuna")  # imported by the sweep that prunes; absent in any other run
         pruned = optuna is not None and isinstance(err, optuna.TrialPruned)

@@ -3,9 +3,12 @@ early stopping that survives a run without a validation."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +147,33 @@ class InterruptCheckpoint(pl.Callback):
             line = f"{kind} at step {trainer.global_step}: saved {self.path}; resume with: {resume_command(self.path)}"
             print(line, file=sys.stderr, flush=True)
             record_in_run_log(line, logging.WARNING)
+
+
+@contextlib.contextmanager
+def signal_exit_codes(trainer):
+    """Ctrl+C and SIGTERM end a run with 130 and 143 (128 + the signal, as a shell reports a process the
+    signal ended) in every phase. Lightning ends a Ctrl+C with exit code 1, and a SIGTERM that reaches it
+    while testing lets the test finish with 0."""
+    interrupted: list[int] = []
+
+    def on_sigint(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if main_thread else None
+    try:
+        yield
+    except SIGTERMException:
+        raise SystemExit(143) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except SystemExit:
+        if interrupted:  # Lightning's sys.exit(1) after it handled the Ctrl+C
+            raise SystemExit(130) from None
+        raise
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
+    if trainer.received_sigterm:
+        raise SystemExit(143)
