@@ -5,6 +5,8 @@ traceback and every earlier file intact. New hostile cases go here, by class."""
 from __future__ import annotations
 
 import copy
+import errno
+import gzip
 import hashlib
 import json
 import os
@@ -27,7 +29,8 @@ from PIL import Image
 
 from mnistlab.config.compose import compose
 from mnistlab.config.rundir import ClaimRunDir, FolderTaken, claim, release
-from mnistlab.data.datasets import SPLIT_FILES
+from mnistlab.data.datamodule import MNISTDataModule
+from mnistlab.data.datasets import SPLIT_FILES, load_split
 from mnistlab.errors import CheckpointError, DataError
 from mnistlab.training import checkpoints
 from mnistlab.training.checkpoints import load_checkpoint, load_model
@@ -471,3 +474,105 @@ def test_impossible_values_are_one_line(tool, args, message, tiny_run, synthetic
     started = time.time()
     assert_one_error_line(command(tool, *ckpt, *data, *args, f"hydra.run.dir={tmp_path / 'run'}"), message)
     assert time.time() - started < 60 and not (tmp_path / "run" / "checkpoints").exists()
+
+
+# ---------------------------------------------------------------------------------------------------
+# File-system errors: one line in every tool, before the work where the place is known in advance
+
+
+@pytest.fixture
+def read_only(tmpfs):
+    where = tmpfs("1m")
+    done = subprocess.run(["mount", "-o", "remount,ro", str(where)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot remount read-only: {done.stderr.strip()}")
+    return where
+
+
+@pytest.mark.parametrize("tool, args", [
+    ("train", ["hydra.run.dir={ro}/run"]),
+    ("evaluate", ["ckpt_path={ckpt}", "hydra.run.dir={ro}/ev"]),
+    ("predict", ["ckpt_path={ckpt}", "inputs={idx}", "output={ro}/p.jsonl"]),
+    ("kernels", ["output={ro}/k.png"]),
+    ("export", ["ckpt_path={ckpt}", "output={ro}/m.onnx"]),
+])
+def test_a_read_only_place_is_one_line_before_the_work(tool, args, read_only, tiny_run, synthetic_root):
+    ckpt = tiny_run / "checkpoints" / "last.ckpt"
+    idx = synthetic_root / "MNIST" / "raw" / SPLIT_FILES["test"][0]
+    result = command(tool, *(a.format(ro=read_only, ckpt=ckpt, idx=idx) for a in args))
+    assert_one_error_line(result, f"folder {read_only} is on a read-only file system")
+
+
+def test_names_too_long_and_files_where_folders_go(tmp_path, tiny_run, synthetic_root):
+    long_ok = tmp_path / ("k" * 250 + ".png")  # valid; its temp name must keep within 255 bytes too
+    assert command("kernels", f"output={long_ok}", f"data_dir={synthetic_root}").returncode == 0
+    assert long_ok.is_file()
+    assert [p.name for p in tmp_path.iterdir()] == [long_ok.name]  # no temp file left
+    too_long = tmp_path / ("k" * 260 + ".png")
+    assert_one_error_line(command("kernels", f"output={too_long}"), "the name is 264 bytes, over the 255")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("mine")
+    assert_one_error_line(command("train", f"hydra.run.dir={a_file}"), f"{a_file} is a file, not a folder")
+    assert a_file.read_text() == "mine"
+    assert_one_error_line(command("evaluate", f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}",
+                                  f"hydra.run.dir={a_file / 'under'}"), f"{a_file} is a file, not a folder")
+
+
+def test_any_file_system_error_met_later_is_one_line():
+    from mnistlab.errors import FileSystemError, user_error
+
+    assert user_error(RuntimeError("a bug")) is None
+    for code in (errno.EROFS, errno.EACCES, errno.ENAMETOOLONG, errno.ENOTDIR):
+        err = RuntimeError("a library's wrapper")
+        err.__cause__ = OSError(code, os.strerror(code), "/some/where/file.png")
+        found = user_error(err)
+        assert isinstance(found, FileSystemError) and str(found).startswith("/some/where/file.png: cannot write")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Nothing left behind by a failure
+
+
+@pytest.mark.parametrize("args, message", [
+    (["data.data_dir={missing}", "data.download=false"], "mnist train files not found"),
+    (["ckpt_path={foreign}"], "holds a DNNClassifier but this run builds a CNNClassifier"),
+    (["seed=-1"], "seed must be in [0, 4294967295]"),
+    (["seed=4294967296"], "seed must be in [0, 4294967295]"),
+    (["++trainer.limit_train_batches=0"], "trainer.limit_train_batches must be > 0"),
+])
+def test_a_run_that_fails_before_its_first_step_leaves_nothing(args, message, tmp_path, tiny_run):
+    folder = tmp_path / "run"
+    fields = {"missing": tmp_path / "nowhere", "foreign": tiny_run / "checkpoints" / "last.ckpt"}
+    result = command("train", *FAST, *(a.format(**fields) for a in args), f"hydra.run.dir={folder}")
+    assert_one_error_line(result, message)
+    assert not folder.exists() and not (tmp_path / "nowhere").exists()
+
+
+def test_an_evaluation_that_fails_leaves_nothing(tiny_run, tmp_path):
+    ckpt = tiny_run / "checkpoints" / "last.ckpt"
+    failed = tmp_path / "failed"
+    assert_one_error_line(command("evaluate", f"ckpt_path={ckpt}", f"data_dir={tmp_path / 'nowhere'}",
+                                  f"hydra.run.dir={failed}"), "files not found")
+    assert not failed.exists()
+
+
+def test_plain_and_gzipped_copies_that_disagree_are_refused(tmp_path):
+    root = make_dataset(tmp_path / "data")
+    raw = root / "MNIST" / "raw"
+    labels = raw / SPLIT_FILES["train"][1]
+    with gzip.open(labels.with_name(labels.name + ".gz"), "wb") as f:
+        f.write(labels.read_bytes())
+    load_split("mnist", "train", root, download=False)  # the same data twice is fine
+    data = bytearray(labels.read_bytes())
+    data[-1] = (data[-1] + 1) % 10
+    labels.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=f"{labels} and {labels}.gz disagree"):
+        load_split("mnist", "train", root, download=False)
+
+
+def test_flips_on_digits_are_warned_about(recwarn):
+    MNISTDataModule(augment={"hflip": 0.5})
+    assert any("augment.hflip=0.5: a flipped mnist image can be another class" in str(w.message) for w in recwarn)
+    recwarn.clear()
+    MNISTDataModule(dataset="fashion_mnist", augment={"hflip": 0.5})
+    assert not [w for w in recwarn if "augment.hflip" in str(w.message)]

@@ -82,8 +82,13 @@ def test_train_log_holds_lightnings_lines_and_the_error(synthetic_root, tmp_path
                      f"hydra.run.dir={good}")
     assert result.returncode == 0
     assert "`Trainer.fit` stopped: `max_epochs=1` reached." in (good / "train.log").read_text()
-    missing = tmp_path / "nowhere"
-    result = command("train", *FAST, f"data.data_dir={missing}", "data.download=false", f"hydra.run.dir={bad}")
+    result = command("train", *FAST, *synthetic_overrides(synthetic_root), "model=dnn", "optimizer=sgd",
+                     "optimizer.lr=1e12", f"hydra.run.dir={bad}")
     assert result.returncode == 2
     log = (bad / "train.log").read_text()
-    assert "[mnistlab][ERROR] - error: mnist train files not found" in log and str(missing) in log
+    assert "[mnistlab][ERROR] - error: training diverged: loss became nan" in log
+    # a run that fails before its first step leaves no folder at all (nothing of it to keep)
+    missing, never = tmp_path / "nowhere", tmp_path / "never"
+    result = command("train", *FAST, f"data.data_dir={missing}", "data.download=false", f"hydra.run.dir={never}")
+    assert result.returncode == 2 and "error: mnist train files not found" in result.stderr
+    assert not never.exists() and not missing.exists()

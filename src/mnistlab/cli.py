@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .config.compose import CONFIG_DIR, check_required, compose, in_multirun, tool_help
+from .config.rundir import discard_if_unused
 from .errors import ConfigError, debug_enabled, library_logs_in_run_log, report_errors
 
 T = TypeVar("T")
@@ -63,7 +64,15 @@ def hydra_command(config_name: str, run: Callable, multirun: Callable | None = N
         with library_logs_in_run_log():
             if multirun is not None and in_multirun():
                 return multirun(cfg)
-            return report_errors(run)(cfg)
+            try:
+                return report_errors(run)(cfg)
+            except SystemExit as exit_:
+                if exit_.code:  # failed or interrupted: a folder with nothing of the run's in it goes
+                    from hydra.core.hydra_config import HydraConfig
+
+                    hydra = HydraConfig.get()
+                    discard_if_unused(Path(hydra.runtime.output_dir), f"{hydra.job.name}.log")
+                raise
 
     hydra_main = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(task)
 

@@ -73,7 +73,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     metrics.update(ckpt_path=str(cfg.ckpt_path), dataset=datamodule.info.name, test_images=len(labels))
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "metrics.json", metrics)
+    written = dict(metrics)
     matrix = multiclass_confusion_matrix(probs.argmax(-1), labels, num_classes=len(names))
     metrics["confusion_matrix"] = matrix.tolist()
     save(confusion_figure(matrix, names), run_dir / "confusion_matrix.png")
@@ -83,6 +83,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         fig = digits_figure(images, labels[worst], probs[worst].argmax(-1), names, probs=probs[worst].max(-1).values,
                             title="most confidently wrong test images (true → predicted, confidence)")
         save(fig, run_dir / "worst_errors.png")
+    write_json(run_dir / "metrics.json", written)  # last: a folder with metrics.json is a finished evaluation
     return metrics
 
 

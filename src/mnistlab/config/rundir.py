@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import socket
 import sys
 from datetime import datetime
@@ -119,9 +120,10 @@ def claim(folder: Path, resuming: bool = False, resumable: bool = False, shared_
     their trials into one sweep folder, which no other run can then take; the folder's files are theirs
     when its ``.mnistlab.shared`` names the same study. ``key``: the setting that names the folder.
     """
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"{key}={folder}: is a file, not a folder; choose another {key}")
-    writable(key, next(p for p in (folder, *folder.parents) if p.exists()))
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{key}={folder}: {existing} is a file, not a folder; choose another {key}")
+    writable(key, existing)
     _refuse_other_runs(folder, resuming, resumable, shared_by, key)
     folder.mkdir(parents=True, exist_ok=True)
     key = folder.resolve()
@@ -177,6 +179,20 @@ def same_sweep(folder: Path, config: DictConfig) -> bool:
     except (OSError, yaml.YAMLError, OmegaConfBaseException):  # a damaged record is not this sweep's
         return False
     return list(stored) == list(config.hydra.overrides.task)
+
+
+def discard_if_unused(folder: Path, log_name: str) -> bool:
+    """The folder a run or an evaluation claimed, released and removed when it failed before writing anything
+    but Hydra's record of its config, its log and the lock: a failed start leaves nothing that looks like a
+    run. A folder with anything else in it (a resumed run's checkpoints) is only released."""
+    if folder.resolve() not in _claims or not folder.is_dir():
+        return False
+    release(folder)
+    kept = {".hydra", LOCK_FILE, log_name}
+    if any(p.name not in kept and not (p.is_dir() and not any(p.iterdir())) for p in folder.iterdir()):
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    return True
 
 
 def release(folder: Path) -> None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
+import hashlib
 import io
 import os
+import shutil
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,20 +79,45 @@ def find_split_files(root: Path, info: DatasetInfo, split: str) -> tuple[Path, P
         path = next((p for p in _candidates(root, info, stem) if p.is_file()), None)
         if path is None:
             return None
+        _same_as_gzipped_twin(path)
         found.append(path)
     return found[0], found[1]
+
+
+def _same_as_gzipped_twin(path: Path) -> None:
+    """A plain file read beside its ``.gz`` must hold the same data: two copies that disagree (a partial
+    re-download, a hand edit) leave no way to know which one the user meant."""
+    twin = path.with_name(path.name + ".gz")
+    if path.suffix == ".gz" or not twin.is_file():
+        return
+    digest = hashlib.sha256()
+    try:
+        with gzip.open(twin, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except (OSError, EOFError, zlib.error):
+        same = False
+    else:
+        same = digest.hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
+    if not same:
+        raise DataError(f"{path} and {twin} disagree (the .gz does not decompress to the plain file); "
+                        "delete the wrong one")
 
 
 def _download(root: Path, info: DatasetInfo) -> str | None:
     """Download through torchvision into ``root``; returns the failure reason, or None on success."""
     dataset_class = getattr(torchvision.datasets, info.torchvision_class)
     chatter = io.StringIO()  # torchvision prints one line per mirror it tries; keep it for the error
+    # what this download creates, removed again if it fails: the user's folder is left as it was
+    made = [p for p in (root, root / info.torchvision_class, root / info.torchvision_class / "raw") if not p.exists()]
     try:
         root.mkdir(parents=True, exist_ok=True)
         print(f"Downloading {info.name} into {root} ...", flush=True)
         with contextlib.redirect_stdout(chatter):
             dataset_class(str(root), train=True, download=True)
     except Exception as err:  # noqa: BLE001 - any failure means "not available", reported below
+        for folder in reversed(made):
+            shutil.rmtree(folder, ignore_errors=True)
         lines = [ln.strip() for ln in chatter.getvalue().splitlines() if "error" in ln.lower()]
         return (lines[-1] if lines else str(err)).splitlines()[0]
     return None
