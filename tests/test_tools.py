@@ -312,3 +312,23 @@ def test_console_scripts_complete_in_bash(name, typed, offered):
                             env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [offered]
+
+
+def test_confusion_figure_fits_four_digit_counts_and_keeps_digit_labels_upright():
+    from mnistlab.plots import confusion_figure
+
+    matrix = torch.diag(torch.tensor([980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]))
+    fig = confusion_figure(matrix, [str(d) for d in range(10)])
+    ax = fig.axes[0]
+    assert {t.get_fontsize() for t in ax.texts} == {7}  # 11 points minus one a digit
+    assert {t.get_rotation() for t in ax.get_xticklabels() + ax.get_yticklabels()} == {0}
+    fashion = confusion_figure(matrix, ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                                        "Sneaker", "Bag", "Ankle boot"])
+    assert {t.get_rotation() for t in fashion.axes[0].get_xticklabels()} != {0}
+
+
+def test_tool_help_lists_defaults_on_one_line():
+    result = tool("results", "--help")
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and lines[1].strip().startswith("python -m mnistlab.results ablation=")
+    assert any(ln.split()[:3] == ["experiments", "default", "[tf_dnn,keras_cnn,lenet5]"] for ln in lines)

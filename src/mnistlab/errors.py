@@ -130,6 +130,16 @@ _LIBRARY_NOISE = (
 )
 
 
+class _Advert(logging.Filter):
+    """Lightning's "try installing litlogger" line at every Trainer: an advert, not news about the run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in str(record.msg)
+
+
 def silence_library_noise() -> None:
     for pattern in _LIBRARY_NOISE:
         warnings.filterwarnings("ignore", message=pattern)
+    rank_zero = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    if not any(isinstance(f, _Advert) for f in rank_zero.filters):
+        rank_zero.addFilter(_Advert())

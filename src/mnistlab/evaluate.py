@@ -91,13 +91,15 @@ def print_report(metrics: dict[str, Any], run_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{metrics['dataset']} test set: accuracy {metrics['test/acc']:.4f}, "
-                        f"loss {metrics['test/loss']:.4f}, {metrics['errors']} errors")
+    header = (f"{metrics['dataset']} test set: accuracy {metrics['test/acc']:.4f}, loss {metrics['test/loss']:.4f}, "
+              f"{metrics['errors']} errors")
+    table = Table()
     for column in ("class", "precision", "recall", "f1", "support"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for name, row in metrics["per_class"].items():
         table.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"]))
     console = Console()
+    console.print(header, soft_wrap=True)  # a line of its own: a table title wraps mid-phrase
     console.print(table)
     console.print(f"written to {run_dir}: metrics.json, confusion_matrix.png, worst_errors.png")
 

@@ -54,6 +54,12 @@ def confusion_figure(matrix: torch.Tensor, class_names: Sequence[str]):
     fig, ax = plotter.plot(val=matrix.cpu(), labels=list(class_names))
     fig.set_size_inches(7, 6)
     ax.set_title("confusion matrix (rows: true, columns: predicted)")
+    # four-digit counts (1,109 ones in MNIST's test set) overflow a cell at the default size
+    digits = len(str(int(matrix.max()))) if matrix.numel() else 1
+    for text in ax.texts:
+        text.set_fontsize(max(6, 11 - digits))
+    if max(map(len, class_names)) <= 2:  # digits read best upright; long class names stay slanted
+        ax.tick_params(axis="both", labelrotation=0)
     return fig
 
 

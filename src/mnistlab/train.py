@@ -16,12 +16,16 @@ def print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
     from rich.table import Table
 
     table = Table(title="mnistlab run", show_header=False)
+    best_val = metrics.get("val/acc_best")
+    ended = "early stopping" if metrics.get("stopped_early") else "its last epoch or step"
     rows = [
         ("run dir", str(run_dir)),
         ("test accuracy", f"{metrics.get('test/acc', float('nan')):.4f}"),
         ("test loss", f"{metrics.get('test/loss', float('nan')):.4f}"),
-        ("best val accuracy", f"{metrics.get('val/acc_best', float('nan')):.4f}"),
-        ("epochs", str(metrics.get("epochs"))),
+        ("best val accuracy", f"{best_val:.4f}" if best_val is not None else "none (this run validates nothing)"),
+        # an epoch is one pass over the training images: a fraction when max_steps ends the run mid-epoch
+        ("training", f"{metrics.get('global_step')} steps, {metrics.get('epochs')} passes over the data; "
+                     f"ended by {ended}"),
         ("fit seconds", f"{metrics.get('fit_seconds', 0):.1f}"),
         ("training images/s", f"{metrics.get('train_images_per_second', 0):,.0f}"),
         ("tested", f"{metrics.get('tested_weights', 'weights')}: {metrics.get('best_checkpoint') or 'end of the fit'}"),

@@ -8,6 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError
+from .overrides import override_value
 
 
 def config_dir() -> Path:
@@ -74,17 +75,19 @@ def tool_help(config_name: str) -> str:
     """``--help`` of a tool: its own settings, each with its default and the comment above it in its YAML
     (Hydra's own help would list train's config groups, none of which apply)."""
     lines = (Path(CONFIG_DIR) / f"{config_name}.yaml").read_text().splitlines()
-    usage = lines[0].lstrip("# ").strip() if lines and lines[0].startswith("#") else f"python -m mnistlab.{config_name}"
+    # the opening "# python -m mnistlab.<tool> ..." lines are the usage; the comments below them describe keys
+    count = next((i for i, ln in enumerate(lines) if not ln.startswith("# python -m ")), len(lines))
+    usage = "\n       ".join(ln[2:].strip() for ln in lines[:count]) or f"python -m mnistlab.{config_name}"
     values = OmegaConf.load(Path(CONFIG_DIR) / f"{config_name}.yaml")
     rows, comment = [], []
-    for line in lines[1:]:
+    for line in lines[count:]:
         if line.startswith("#"):
             comment.append(line.lstrip("# ").strip())
             continue
         key = line.split(":", 1)[0]
         if key in tool_settings(config_name):
             value = "(required)" if OmegaConf.is_missing(values, key) else \
-                f"default {OmegaConf.to_yaml({key: values[key]}).split(':', 1)[1].strip()}"
+                f"default {override_value(OmegaConf.to_container(values)[key])}"  # a list on one line
             rows.append((key, value, " ".join(comment)))
         comment = []
     width = max(len(k) for k, _, _ in rows)

@@ -78,7 +78,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics: dict[str, Any] = {**fit_metrics, **(test_results[0] if test_results else {})}
     # a resume whose fit had nothing left to train (interrupted while testing) logged no validation now:
     # the run's own records, restored from its checkpoint, still know them
-    best_val = float(model.val_acc_best.compute())
+    best_val = float(model.val_acc_best.max_value)  # its state: compute() warns before any update
     if "val/acc_best" not in metrics and best_val > float("-inf"):
         metrics["val/acc_best"] = best_val
     for key in EpochHistory.KEYS:
