@@ -154,6 +154,49 @@ def test_gradio_client_reads_drawings_and_uploads(server, tmp_path):
 
 
 @pytest.mark.slow
+def test_the_demo_holds_200_uploads_from_8_threads(server, tmp_path):
+    """A bounded load on 127.0.0.1: every response whole and right (Gradio once served 6 of 200 truncated)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client, handle_file
+
+    files = []
+    for kind in ("0", "1"):
+        path = tmp_path / f"{kind}.png"
+        drawing(kind, paper=(255, 255, 255, 255)).convert("RGB").save(path)
+        files.append((kind, path))
+    local = threading.local()
+
+    def upload(i: int) -> bool:
+        if not hasattr(local, "client"):
+            local.client = Client(server, verbose=False)
+        kind, path = files[i % 2]
+        preview, label, saliency, maps, _ = local.client.predict(handle_file(str(path)), api_name="/classify_upload")
+        for picture in (preview, saliency, maps):
+            Image.open(picture).load()  # a truncated download does not decode
+        return label["label"] == kind
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(upload, range(200), timeout=600))
+    assert len(answers) == 200 and all(answers)
+
+
+@pytest.mark.slow
+def test_files_that_are_no_image_get_a_message(server, tmp_path):
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    empty, svg = tmp_path / "empty.png", tmp_path / "digit.svg"
+    empty.write_bytes(b"")
+    svg.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"><text y="20">7</text></svg>')
+    for bad in (empty, svg):
+        preview, label, _, _, note = client.predict(handle_file(str(bad)), api_name="/classify_upload")
+        assert preview is None and label is None
+        assert note.startswith(f"Could not read {bad.name} as an image"), note
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver "
                     "(apt-get install chromium chromium-driver); .ci/run installs them")
 def test_a_real_browser_draws_a_one_and_reads_the_answer(server):

@@ -3,6 +3,8 @@ a saliency map and the first convolution's feature maps (Gradio Blocks)."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import os
@@ -19,6 +21,7 @@ from PIL import Image
 from ..data.datasets import dataset_info
 from ..data.preprocess import digit_from_image
 from ..errors import DataError
+from ..io import write_bytes
 from ..models import explain, inference
 from ..training.checkpoints import datamodule_for, dataset_of
 
@@ -69,12 +72,20 @@ class DigitDemo:
         self.info = dataset_info(dataset_of(checkpoint))
         self.data_dir = data_dir
 
-    def classify(self, image: Image.Image | dict | None):
-        """``(preview, top-3 label dict, saliency, feature maps, note)`` for a drawing or an upload."""
+    def classify(self, image: Image.Image | dict | str | Path | None):
+        """``(preview, top-3 label dict, saliency, feature maps, note)`` for a drawing or an upload (a file)."""
         if isinstance(image, dict):  # the sketchpad: background, layers and their composite
             image = image.get("composite")
         if image is None:
             return None, None, None, None, "Draw a digit or upload an image."
+        if isinstance(image, (str, Path)):  # an upload: any file a person picks (empty, an SVG, a PDF...)
+            try:
+                with Image.open(image) as opened:
+                    opened.load()
+                    image = opened.copy()
+            except (OSError, ValueError, Image.DecompressionBombError) as err:
+                return None, None, None, None, f"Could not read {Path(image).name} as an image ({err}); " \
+                                               "upload a PNG, JPEG, BMP or similar."
         try:
             digit = digit_from_image(image)
         except DataError as err:
@@ -126,6 +137,30 @@ class DigitDemo:
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
 
+def as_files(classify, scratch: Path):
+    """``classify`` with its images handed to Gradio as PNG files, each written whole under its own hash.
+
+    Gradio caches an image output by rewriting a file named by the image's hash in place, which another
+    request for the same picture may be downloading at that moment: under 200 requests from 8 threads, 6
+    responses came back truncated. A file output is copied into its cache by rename, never rewritten.
+    """
+    def handler(image):
+        outputs = []
+        for value in classify(image):
+            if isinstance(value, np.ndarray):
+                buffer = io.BytesIO()
+                Image.fromarray(value).save(buffer, format="png")
+                data = buffer.getvalue()
+                path = scratch / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
+                if not path.exists():
+                    write_bytes(path, data)
+                value = str(path)
+            outputs.append(value)
+        return tuple(outputs)
+
+    return handler
+
+
 def build_app(demo: DigitDemo, scratch: Path) -> gr.Blocks:
     """The page; its example PNGs are written into ``scratch``."""
     with gr.Blocks(title="mnistlab: draw a digit", analytics_enabled=False) as app:
@@ -136,7 +171,8 @@ def build_app(demo: DigitDemo, scratch: Path) -> gr.Blocks:
                                       brush=gr.Brush(default_size=20, colors=["#000000"], color_mode="fixed"),
                                       elem_id="sketchpad")
                 classify_drawing = gr.Button("Classify the drawing", variant="primary", elem_id="classify")
-                upload = gr.Image(label="or upload a photo or scan", type="pil", sources=["upload", "clipboard"],
+                # a file path: the page reads it itself, so any file a person picks gets a message back
+                upload = gr.Image(label="or upload a photo or scan", type="filepath", sources=["upload", "clipboard"],
                                   elem_id="upload")
             with gr.Column():
                 label = gr.Label(label="prediction (top 3)", num_top_classes=3, elem_id="prediction")
@@ -149,9 +185,13 @@ def build_app(demo: DigitDemo, scratch: Path) -> gr.Blocks:
                 maps = gr.Image(label="first convolution's feature maps", elem_id="feature_maps", interactive=False,
                                 height=260)
         outputs = [preview, label, saliency, maps, note]
-        classify_drawing.click(demo.classify, inputs=sketch, outputs=outputs, api_name="classify_drawing")
-        sketch.change(demo.classify, inputs=sketch, outputs=outputs, api_name=False, show_progress="hidden")
-        upload.change(demo.classify, inputs=upload, outputs=outputs, api_name="classify_upload")
+        classify = as_files(demo.classify, scratch)
+        classify_drawing.click(classify, inputs=sketch, outputs=outputs, api_name="classify_drawing")
+        sketch.change(classify, inputs=sketch, outputs=outputs, api_name=False, show_progress="hidden")
+        # preprocess=False: the file as uploaded, opened by classify, so an empty file or an SVG gets a message
+        # (Gradio's own preprocessing would open it first and fail with a traceback)
+        upload.change(lambda payload: classify((payload or {}).get("path")), inputs=upload, outputs=outputs,
+                      api_name="classify_upload", preprocess=False)
         examples = demo.example_files(scratch)
         if examples:
             gr.Examples(examples=[[f] for f in examples], inputs=upload, label="test-set digits")
