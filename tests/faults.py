@@ -2,6 +2,7 @@
 
 import os
 import signal
+from pathlib import Path
 
 import pytorch_lightning as pl
 
@@ -12,19 +13,14 @@ class SignalInHook(pl.Callback):
     only by luck."""
 
     def __init__(self, hook: str, epoch: int | None = 1, batch: int = 0, signum: int = signal.SIGTERM) -> None:
-        self.epoch, self.batch, self.signum, self.sent = epoch, batch, signum, False
+        self.epoch, self.batch, self.signum = epoch, batch, signum
         setattr(self, hook, self._fire)
 
     def _fire(self, trainer, *args, **kwargs) -> None:
         batch_idx = args[-1] if args and isinstance(args[-1], int) else self.batch
-        if (not self.sent and not trainer.sanity_checking and self.epoch in (None, trainer.current_epoch)
+        # once per run folder: a resume replays the run's config, this callback included, and must go through
+        sent = Path(trainer.default_root_dir) / ".fault-sent"
+        if (not sent.exists() and not trainer.sanity_checking and self.epoch in (None, trainer.current_epoch)
                 and batch_idx >= self.batch):
-            self.sent = True
+            sent.touch()
             os.kill(os.getpid(), self.signum)
-
-    # Part of the run: a resume replays its config, this callback included, and must not fire again.
-    def state_dict(self) -> dict:
-        return {"sent": self.sent}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.sent = state_dict["sent"]

@@ -235,6 +235,15 @@ def test_a_signal_while_testing_exits_as_one_while_training(signum, code, synthe
     _, err = process.communicate(timeout=300)
     assert process.returncode == code, err[-3000:]
     assert not (tmp_path / "metrics.json").exists()  # an interrupted test reports nothing
+    assert not (tmp_path / "checkpoints" / "interrupted.ckpt").exists()  # last.ckpt holds the whole fit
+    printed = re.search(r"test it with: (python -m mnistlab.train .+)$", err, re.MULTILINE)
+    assert printed, err[-3000:]
+    tested = subprocess.run(["bash", "-c", printed.group(1).replace("python", sys.executable, 1)],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    assert tested.returncode == 0, tested.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["test/acc"] > 0.5 and [row["epoch"] for row in metrics["history"]] == [1]
 
 
 def test_resuming_a_finished_run_whose_best_checkpoint_was_deleted(synthetic_root, tmp_path, capsys):
@@ -546,6 +555,20 @@ def test_a_run_that_fails_before_its_first_step_leaves_nothing(args, message, tm
     result = command("train", *FAST, *(a.format(**fields) for a in args), f"hydra.run.dir={folder}")
     assert_one_error_line(result, message)
     assert not folder.exists() and not (tmp_path / "nowhere").exists()
+
+
+def test_an_evaluation_cut_short_has_no_metrics_json(tiny_run, synthetic_root, tmp_path, monkeypatch):
+    import mnistlab.plots
+
+    def cut(*args, **kwargs):
+        raise RuntimeError("killed while drawing")  # what a kill leaves: the pictures half done
+
+    monkeypatch.setattr(mnistlab.plots, "save", cut)
+    folder = tmp_path / "ev"
+    result = command("evaluate", f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}", f"data_dir={synthetic_root}",
+                     f"hydra.run.dir={folder}")
+    assert result.returncode == 1 and "killed while drawing" in result.stderr
+    assert not (folder / "metrics.json").exists()  # metrics.json comes last: no finished-looking folder
 
 
 def test_an_evaluation_that_fails_leaves_nothing(tiny_run, tmp_path):

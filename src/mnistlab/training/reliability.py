@@ -139,6 +139,15 @@ class InterruptCheckpoint(pl.Callback):
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or trainer.global_step == 0:
             return
+        last = self.path.with_name("last.ckpt")
+        if trainer.state.fn == TrainerFn.TESTING and last.is_file():
+            # the fit is over and last.ckpt holds all of it; testing has loaded the best epoch's weights and
+            # callback states, which a checkpoint taken now would pass off as the run's end
+            if trainer.is_global_zero:
+                line = f"interrupted while testing; the fit is complete: test it with: {resume_command(last)}"
+                print(line, file=sys.stderr, flush=True)
+                record_in_run_log(line, logging.WARNING)
+            return
         if trainer.state.fn == TrainerFn.FITTING and trainer.state.stage == RunningStage.VALIDATING:
             restart_validation(trainer)
         trainer.save_checkpoint(self.path)
