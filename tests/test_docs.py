@@ -87,6 +87,15 @@ def why_not_here(line: str) -> str | None:
 
 
 COMMANDS = documented_commands()
+INSTALLS = [c for c in COMMANDS if re.match(r"(\.venv/bin/)?pip install", c)]
+# Lines that read what an earlier line wrote (a study's storage, a tracking store): one test runs them in order.
+SHARED = {"optuna.db": "optuna-storage", "optuna.journal": "optuna-storage", "mlflow.db": "mlflow-store"}
+GROUPS: dict[str, list[str]] = {}
+for _line in COMMANDS:
+    _group = next((g for key, g in SHARED.items() if key in _line), None)
+    if _group:
+        GROUPS.setdefault(_group, []).append(_line)
+ALONE = [c for c in COMMANDS if c not in INSTALLS and not any(c in lines for lines in GROUPS.values())]
 
 
 def test_the_docs_show_the_commands_this_test_runs():
@@ -226,12 +235,7 @@ def run_line(line: str, root: Path, env: dict, monkeypatch) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("documented", COMMANDS)
-def test_every_documented_command_runs_as_written(documented, workspace, monkeypatch):
-    reason = why_not_here(documented)
-    if reason:
-        pytest.skip(reason)
+def run_documented(documented: str, workspace, monkeypatch) -> None:
     root, env = workspace
     for line in fill_in(documented, root):
         line = shortened(line)
@@ -248,3 +252,40 @@ def test_every_documented_command_runs_as_written(documented, workspace, monkeyp
         for made in {p.name for p in root.iterdir()} - before:  # named outputs (kernels.png): as in a fresh folder
             if (root / made).is_file():
                 (root / made).unlink()
+
+
+def run_or_skip(documented: str, workspace, monkeypatch) -> None:
+    reason = why_not_here(documented)
+    if reason:
+        pytest.skip(reason)
+    run_documented(documented, workspace, monkeypatch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("documented", INSTALLS)
+def test_every_documented_install_runs_as_written(documented, workspace, monkeypatch):
+    """Installs reinstall this clone into the venv: they run in make test-all's serial part, since another
+    process importing mnistlab meanwhile could find it half installed."""
+    run_or_skip(documented, workspace, monkeypatch)
+
+
+@pytest.mark.slow
+@pytest.mark.docs
+@pytest.mark.parametrize("documented", ALONE)
+def test_every_documented_command_runs_as_written(documented, workspace, monkeypatch):
+    run_or_skip(documented, workspace, monkeypatch)
+
+
+@pytest.mark.slow
+@pytest.mark.docs
+@pytest.mark.parametrize("group", sorted(GROUPS))
+def test_documented_lines_sharing_a_store_run_in_order(group, workspace, monkeypatch):
+    ran = []
+    for documented in GROUPS[group]:
+        if why_not_here(documented) is None:  # a line this machine cannot run is reported by its reason below
+            run_documented(documented, workspace, monkeypatch)
+            ran.append(documented)
+    assert ran  # the lines that write the store ran, and the ones that read it after them
+    skipped = [f"{line}: {why_not_here(line)}" for line in GROUPS[group] if line not in ran]
+    if skipped:
+        print("not run here:", *skipped, sep="\n  ")
