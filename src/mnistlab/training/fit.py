@@ -76,14 +76,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         test_results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
 
     metrics: dict[str, Any] = {**fit_metrics, **(test_results[0] if test_results else {})}
-    # a resume whose fit had nothing left to train (interrupted while testing) logged no validation now:
-    # the run's own records, restored from its checkpoint, still know them
-    best_val = float(model.val_acc_best.max_value)  # its state: compute() warns before any update
-    if "val/acc_best" not in metrics and best_val > float("-inf"):
-        metrics["val/acc_best"] = best_val
-    for key in EpochHistory.KEYS:
-        if key not in metrics and curve and key in curve[-1]:
-            metrics[key] = curve[-1][key]
+    metrics.update(restored_validation(metrics, model, curve))
     metrics.update(
         epochs=epochs,
         global_step=trainer.global_step,
@@ -107,18 +100,35 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         write_json(run_dir / "metrics.json", metrics)
         # the run has ended whole: an interrupt's checkpoint from before would resume an older state
         (run_dir / "checkpoints" / f"{InterruptCheckpoint.FILENAME}.ckpt").unlink(missing_ok=True)
-        final = {f"hp/{k.replace('/', '_')}": metrics[k] for k in ("test/acc", "test/loss", "val/acc_best")
-                 if k in metrics}
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):  # its hparams tab pairs the two; no other logger's signature
-                logger.log_hyperparams(logged_hparams(cfg), metrics=final)
-            else:
-                logger.log_hyperparams(logged_hparams(cfg))
-                logger.log_metrics(final, step=trainer.global_step)
-            logger.finalize("success")
-            if isinstance(logger, WandbLogger):  # its run is written out when it ends, else only at exit
-                logger.experiment.finish()
+        close_loggers(trainer, cfg, metrics)
     return metrics
+
+
+def restored_validation(metrics: dict[str, Any], model, curve: list[dict]) -> dict[str, float]:
+    """What a resume with nothing left to train (interrupted while testing) did not log again: the run's
+    best and last validation, which its checkpoint restored into the model and the learning curve."""
+    restored = {}
+    best_val = float(model.val_acc_best.max_value)  # its state: compute() warns before any update
+    if "val/acc_best" not in metrics and best_val > float("-inf"):
+        restored["val/acc_best"] = best_val
+    for key in EpochHistory.KEYS:
+        if key not in metrics and curve and key in curve[-1]:
+            restored[key] = curve[-1][key]
+    return restored
+
+
+def close_loggers(trainer, cfg: DictConfig, metrics: dict[str, Any]) -> None:
+    """Every logger gets the run's hyperparameters and final numbers, then is closed."""
+    final = {f"hp/{k.replace('/', '_')}": metrics[k] for k in ("test/acc", "test/loss", "val/acc_best") if k in metrics}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):  # its hparams tab pairs the two; no other logger's signature
+            logger.log_hyperparams(logged_hparams(cfg), metrics=final)
+        else:
+            logger.log_hyperparams(logged_hparams(cfg))
+            logger.log_metrics(final, step=trainer.global_step)
+        logger.finalize("success")
+        if isinstance(logger, WandbLogger):  # its run is written out when it ends, else only at exit
+            logger.experiment.finish()
 
 
 def sweep_job(run, cfg: DictConfig) -> float:
