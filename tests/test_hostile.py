@@ -76,6 +76,15 @@ def tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
+def paste_printed_command(after: str, printed: str) -> subprocess.CompletedProcess:
+    """The command a run printed after ``after``, run in bash as a user pastes it (the faults importable)."""
+    found = re.search(re.escape(after) + r"(python -m mnistlab.train .+)$", printed, re.MULTILINE)
+    assert found, printed[-3000:]
+    return subprocess.run(["bash", "-c", found.group(1).replace("python", sys.executable, 1)], capture_output=True,
+                          text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+
+
 def train_subprocess(run_dir: Path, overrides: list[str], env: dict | None = None) -> subprocess.Popen:
     args = [sys.executable, "-m", "mnistlab.train", *FAST, *overrides, f"hydra.run.dir={run_dir}"]
     environment = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
@@ -214,12 +223,8 @@ def test_sigterm_in_any_hook_prints_a_resume_command_that_works(hook, synthetic_
     process = train_subprocess(tmp_path, [*overrides, *fault])
     _, err = process.communicate(timeout=300)
     assert process.returncode == 143, err[-3000:]
-    resume = re.search(r"resume with: (python -m mnistlab.train .+)$", err, re.MULTILINE)
-    assert resume, err[-3000:]
     # pasted as printed: the run's own config (its fault injector included) comes from its folder
-    resumed = subprocess.run(["bash", "-c", resume.group(1).replace("python", sys.executable, 1)],
-                             capture_output=True, text=True, timeout=300,
-                             env={**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    resumed = paste_printed_command("resume with: ", err)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["global_step"] == 3 * 17 and metrics["val/acc_best"] > 0.5
@@ -236,11 +241,7 @@ def test_a_signal_while_testing_exits_as_one_while_training(signum, code, synthe
     assert process.returncode == code, err[-3000:]
     assert not (tmp_path / "metrics.json").exists()  # an interrupted test reports nothing
     assert not (tmp_path / "checkpoints" / "interrupted.ckpt").exists()  # last.ckpt holds the whole fit
-    printed = re.search(r"test it with: (python -m mnistlab.train .+)$", err, re.MULTILINE)
-    assert printed, err[-3000:]
-    tested = subprocess.run(["bash", "-c", printed.group(1).replace("python", sys.executable, 1)],
-                            capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    tested = paste_printed_command("test it with: ", err)
     assert tested.returncode == 0, tested.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["test/acc"] > 0.5 and [row["epoch"] for row in metrics["history"]] == [1]
