@@ -52,22 +52,21 @@ def override_path(override: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def run_of(ckpt_path: str | Path) -> Path | None:
-    """``<run>`` for ``<run>/checkpoints/x.ckpt`` of a run that recorded its config (``<run>/.hydra/``)."""
-    ckpt = Path(ckpt_path).expanduser().absolute()
-    run_dir = ckpt.parent.parent
-    if ckpt.parent.name != "checkpoints" or record_of(ckpt) is None:
-        return None
-    return run_dir
+def run_of(ckpt_path: str | Path) -> Path:
+    """``<run>`` for ``<run>/checkpoints/x.ckpt``."""
+    return Path(ckpt_path).expanduser().absolute().parent.parent
 
 
 def record_of(ckpt_path: str | Path) -> Path | None:
     """The ``.hydra`` folder of the start that wrote ``<run>/checkpoints/x.ckpt``: ``.hydra/`` itself or a
     ``resume_<time>/`` (a resume records its whole config there, the replayed overrides included), the
     newest one begun before the checkpoint was written; a start that failed before saving one is passed
-    over. Without such an order (a copy with fresh file times) the newest."""
+    over. Without such an order (a copy with fresh file times) the newest. None for a checkpoint outside a
+    recorded run's ``checkpoints/``."""
     ckpt = Path(ckpt_path).expanduser().absolute()
-    base = ckpt.parent.parent / ".hydra"
+    if ckpt.parent.name != "checkpoints":
+        return None
+    base = run_of(ckpt) / ".hydra"
     records = [r for r in (base, *sorted(base.glob("resume_*")))
                if (r / "overrides.yaml").is_file() and (r / "config.yaml").is_file()]
     if not records:
@@ -87,10 +86,10 @@ def replay_overrides(argv: Sequence[str]) -> list[str]:
     if any(a in ("-m", "--multirun") for a in argv):
         return argv
     ckpt = next((override_path(a) for a in argv if override_key(a) == "ckpt_path" and "=" in a), None)
-    run_dir = run_of(ckpt) if ckpt else None
-    if run_dir is None:
+    record = record_of(ckpt) if ckpt else None
+    if record is None:
         return argv
-    stored = yaml.safe_load((record_of(ckpt) / "overrides.yaml").read_text()) or []
+    stored = yaml.safe_load((record / "overrides.yaml").read_text()) or []
     given = {override_key(a) for a in argv}
     kept = [o for o in stored if override_key(o) not in given and override_key(o) not in NOT_REPLAYED]
     return [*kept, *argv]
@@ -102,13 +101,13 @@ def _shown(value: Any) -> str:
     return override_value(value) if not isinstance(value, dict) else "{...}"
 
 
-def check_changes(config: DictConfig, ckpt_path: str | Path) -> list[tuple[str, Any, Any]]:
-    """The differences between this resume's config and the config the checkpoint was trained with: those that
-    may change mid-run are said in one line; any other is refused in one line naming each key and both
-    values, unless ``resume_changes=apply`` asks for them (then they are said, applied and recorded).
-    Returns every difference."""
+def check_changes(config: DictConfig, ckpt_path: str | Path, record: Path) -> list[tuple[str, Any, Any]]:
+    """The differences between this resume's config and the config the checkpoint was trained with (its
+    ``record``, from ``record_of``): those that may change mid-run are said in one line; any other is refused
+    in one line naming each key and both values, unless ``resume_changes=apply`` asks for them (then they
+    are said, applied and recorded). Returns every difference."""
     mode = config.get("resume_changes", "refuse")  # its value is config.checks' to refuse
-    record, run_dir = record_of(ckpt_path), run_of(ckpt_path)
+    run_dir = run_of(ckpt_path)
     stored = OmegaConf.to_container(OmegaConf.load(record / "config.yaml"), resolve=False)
     current = {k: v for k, v in OmegaConf.to_container(config, resolve=False).items() if k != "hydra"}
     changes = [c for c in differences(stored, current) if c[0].split(".", 1)[0] not in NOT_REPLAYED]

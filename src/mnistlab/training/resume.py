@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ..config.resume import check_changes, run_of
+from ..config.resume import check_changes, record_of
 from .checkpoints import check_resumable, load_checkpoint
 from .reliability import InterruptCheckpoint
 
@@ -47,8 +47,9 @@ def check_resume(config: DictConfig, model) -> None:
     ckpt_path = config.get("ckpt_path")
     if not ckpt_path:
         return
-    if run_of(ckpt_path) is not None:
-        check_changes(config, ckpt_path)
+    record = record_of(ckpt_path)
+    if record is not None:
+        check_changes(config, ckpt_path, record)
     checkpoint = load_checkpoint(ckpt_path)
     check_resumable(checkpoint, model, ckpt_path)
     reason = finished(checkpoint, config)
