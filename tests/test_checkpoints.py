@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from mnistlab.models import inference
-from mnistlab.training.checkpoints import build_module, load_checkpoint
+from mnistlab.models.checkpoint import build_module, load_checkpoint
 
 PRE_LAYOUT = json.loads((Path(__file__).parent / "data" / "pre_layout_checkpoints.json").read_text())
 PIXELS = (torch.arange(2 * 28 * 28, dtype=torch.float32).reshape(2, 1, 28, 28) % 29) / 28
@@ -43,7 +43,7 @@ def test_a_checkpoint_from_before_the_move_loads_and_answers_the_same(name, tmp_
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_tools_load_the_model_onto_the_device_they_infer_on(tiny_run):
-    from mnistlab.training.checkpoints import load_model
+    from mnistlab.models.checkpoint import load_model
 
     module, _ = load_model(tiny_run / "checkpoints" / "last.ckpt", map_location=inference.inference_device("cuda"))
     assert next(module.parameters()).device.type == "cuda"
@@ -51,7 +51,7 @@ def test_tools_load_the_model_onto_the_device_they_infer_on(tiny_run):
 
 
 def test_tools_load_the_model_onto_the_cpu_when_asked(tiny_run):
-    from mnistlab.training.checkpoints import load_model
+    from mnistlab.models.checkpoint import load_model
 
     module, _ = load_model(tiny_run / "checkpoints" / "last.ckpt", map_location=inference.inference_device("cpu"))
     assert next(module.parameters()).device.type == "cpu"

@@ -82,7 +82,7 @@ def mnist_cnn(mnist_root, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def digit_demo(mnist_cnn, mnist_root):
-    from mnistlab.training.checkpoints import load_model
+    from mnistlab.models.checkpoint import load_model
     from mnistlab.web.app import DigitDemo
 
     module, checkpoint = load_model(mnist_cnn)

@@ -32,8 +32,8 @@ from mnistlab.config.rundir import ClaimRunDir, FolderTaken, claim, release
 from mnistlab.data.datamodule import MNISTDataModule
 from mnistlab.data.datasets import SPLIT_FILES, load_split
 from mnistlab.errors import CheckpointError, DataError
-from mnistlab.training import checkpoints
-from mnistlab.training.checkpoints import load_checkpoint, load_model
+from mnistlab.models import checkpoint as checkpoints
+from mnistlab.models.checkpoint import load_checkpoint, load_model
 
 from conftest import make_dataset, synthetic_digits, write_idx
 from helpers import FAST, command, run_train, synthetic_overrides

@@ -14,10 +14,10 @@ from PIL import Image
 from mnistlab.data.datasets import load_split
 from mnistlab.data.preprocess import to_mnist
 from mnistlab.models import nets
+from mnistlab.models.checkpoint import load_model
 from mnistlab.models.classifier import CNNClassifier
 from mnistlab.models.exporting import export, max_difference, network_from_checkpoint
 from mnistlab.models.filters import classic_kernels, filter_image, learned_panels
-from mnistlab.training.checkpoints import load_model
 
 from conftest import write_idx
 from helpers import SPEEDRUN_NET, Payload, command, run_train

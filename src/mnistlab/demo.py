@@ -26,7 +26,7 @@ def check_port_free(host: str, port: int) -> None:
 
 def run(cfg: DictConfig) -> None:
     from .models import inference  # torch and Gradio load only to run (--help stays fast)
-    from .training.checkpoints import load_model
+    from .models.checkpoint import load_model
 
     port = rules.check("port", cfg.port, lambda v: 1 <= v <= 65535, "must be in 1-65535", whole=True)
     host = str(cfg.host)

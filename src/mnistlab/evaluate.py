@@ -56,14 +56,15 @@ MAX_WORST = 200
 def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from torchmetrics.functional.classification import multiclass_confusion_matrix
 
+    from .data.datamodule import MNISTDataModule
     from .models import inference
+    from .models.checkpoint import load_model
     from .plots import confusion_figure, digits_figure, save
-    from .training.checkpoints import datamodule_for, load_model
 
     rules.check("num_worst", cfg.num_worst, lambda v: 0 <= v <= MAX_WORST, f"must be in 0-{MAX_WORST}", whole=True)
     rules.positive("batch_size", cfg.batch_size, whole=True)
     module, checkpoint = load_model(cfg.ckpt_path, map_location=inference.inference_device(cfg.accelerator))
-    datamodule = datamodule_for(checkpoint, cfg.data_dir, cfg.dataset, cfg.batch_size)
+    datamodule = MNISTDataModule.for_checkpoint(checkpoint, cfg.data_dir, cfg.dataset, cfg.batch_size)
     datamodule.setup("test")
     images, labels = datamodule.test_set
     logits = inference.logits(module, images, cfg.batch_size)

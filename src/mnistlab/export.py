@@ -18,8 +18,8 @@ FORMATS = ("onnx", "torchscript")
 
 
 def run(cfg: DictConfig) -> None:
-    from .models.exporting import export, max_difference, network_from_checkpoint  # torch loads only to run
-    from .training.checkpoints import datamodule_for
+    from .data.datamodule import MNISTDataModule  # torch loads only to run
+    from .models.exporting import export, max_difference, network_from_checkpoint
 
     if cfg.format not in FORMATS:
         raise ConfigError(f"format={cfg.format}: choose one of {', '.join(FORMATS)}")
@@ -28,7 +28,7 @@ def run(cfg: DictConfig) -> None:
     export(model, cfg.format, output)
     message = f"exported {cfg.format} to {output} ({output.stat().st_size / 1e6:.2f} MB)"
     if cfg.verify:
-        datamodule = datamodule_for(checkpoint, cfg.data_dir)
+        datamodule = MNISTDataModule.for_checkpoint(checkpoint, cfg.data_dir)
         datamodule.setup("test")
         images = datamodule.test_set[0][:256].float().div(255).unsqueeze(1)
         message += f"; max |difference| to PyTorch on {len(images)} test digits: " \

@@ -18,9 +18,9 @@ from .errors import ConfigError
 
 def run(cfg: DictConfig) -> None:
     from .data.datasets import dataset_info, load_split  # torch loads only to run (--help stays fast)
+    from .models.checkpoint import dataset_of, load_model
     from .models.filters import kernels_figure
     from .plots import save
-    from .training.checkpoints import dataset_of, load_model
 
     output = output_path("output", cfg.output, cfg.overwrite, suffix=".png")
     module, dataset = None, cfg.dataset

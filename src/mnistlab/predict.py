@@ -40,8 +40,8 @@ def run(cfg: DictConfig) -> None:
     from .data.datasets import dataset_info
     from .data.inputs import expand_inputs, load_inputs
     from .models import inference
+    from .models.checkpoint import dataset_of, load_model
     from .plots import digits_figure, save
-    from .training.checkpoints import dataset_of, load_model
 
     output = output_path("output", cfg.output, cfg.overwrite)
     plot = output_path("plot", cfg.plot, cfg.overwrite, suffix=".png")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -13,7 +14,7 @@ import torch
 from ..config import rules
 from ..errors import DataError
 from .augment import BatchAugment
-from .datasets import dataset_info, load_split, locate_split
+from .datasets import ENV_DATA_DIR, dataset_info, load_split, locate_split
 
 
 class EpochSampler:
@@ -130,9 +131,19 @@ class MNISTDataModule(pl.LightningDataModule):
 
     @property
     def input_stats(self) -> tuple[float, float]:
-        """``(mean, std)`` the network standardizes its pixels with; ``normalize=false`` feeds them as they
-        are, in [0, 1], as the TensorFlow tutorials do."""
-        return (self.info.mean, self.info.std) if self.hparams.normalize else (0.0, 1.0)
+        return self.info.input_stats(self.hparams.normalize)
+
+    @classmethod
+    def for_checkpoint(cls, checkpoint: Mapping[str, Any], data_dir: str | None = None, dataset: str | None = None,
+                       eval_batch_size: int = 1000) -> MNISTDataModule:
+        """The test data of a checkpoint's run (or of ``dataset``), as it was split and normalized, without
+        augmentation; ``data_dir`` (else ``$MNISTLAB_DATA_DIR``, else the run's) says where the files are."""
+        saved = checkpoint.get("datamodule_hyper_parameters") or {}
+        return cls(dataset=dataset or saved.get("dataset", "mnist"),
+                   data_dir=data_dir or os.environ.get(ENV_DATA_DIR) or saved.get("data_dir"),
+                   download=saved.get("download", True), eval_batch_size=eval_batch_size,
+                   val_fraction=saved.get("val_fraction", 0.1), split_seed=saved.get("split_seed", 0),
+                   normalize=saved.get("normalize", True))
 
     def prepare_data(self) -> None:
         # Runs on one process per node: download here so DDP ranks do not race for the files.
@@ -182,9 +193,6 @@ class MNISTDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> TensorBatches:
         return self._loader(self.test_set, self.hparams.eval_batch_size, shuffle=False)
-
-    def predict_dataloader(self) -> TensorBatches:
-        return self.test_dataloader()
 
     # -- on the device -------------------------------------------------------------------------
     def generator(self, device: torch.device) -> torch.Generator:

@@ -37,6 +37,11 @@ class DatasetInfo:
     system_dirs: tuple[str, ...] = ()  # distribution packages that install the files
     label_keeping_flips: tuple[str, ...] = ()  # augment flips after which every image keeps its label
 
+    def input_stats(self, normalize: bool = True) -> tuple[float, float]:
+        """``(mean, std)`` a network standardizes its pixels with; ``normalize=false`` feeds them as they
+        are, in [0, 1], as the TensorFlow tutorials do."""
+        return (self.mean, self.std) if normalize else (0.0, 1.0)
+
 
 DATASETS = {
     "mnist": DatasetInfo("mnist", "MNIST", 0.1307, 0.3081, tuple(str(d) for d in range(10))),

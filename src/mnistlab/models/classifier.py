@@ -29,6 +29,12 @@ class ClassifierModule(pl.LightningModule):
     ``input_mean`` and ``input_std`` (the DataModule's ``input_stats``)."""
 
     net_class: ClassVar[type[nn.Module]]
+    # every subclass by name: what checkpoints name (``mnistlab.module``) and the only classes they may build
+    registry: ClassVar[dict[str, type[ClassifierModule]]] = {}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        ClassifierModule.registry[cls.__name__] = cls
 
     def __init__(
         self,
@@ -160,10 +166,6 @@ class ClassifierModule(pl.LightningModule):
 
     def test_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._eval_step(batch, "test")
-
-    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self(x).softmax(dim=-1)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lets tools rebuild the right class from an allow-list, without unpickling anything.

@@ -14,12 +14,11 @@ from torch import nn
 from ..errors import CheckpointError
 from ..io import write_bytes
 from . import inference
+from .checkpoint import load_model
 
 
 def network_from_checkpoint(ckpt_path: str | Path) -> tuple[nn.Module, dict]:
     """The checkpoint's plain network (pixels in, logits out), in eval mode, and the checkpoint."""
-    from ..training.checkpoints import load_model  # training builds on models, not the other way round
-
     module, checkpoint = load_model(ckpt_path)
     return module.net.to(memory_format=torch.contiguous_format).eval(), checkpoint
 

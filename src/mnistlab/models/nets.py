@@ -85,21 +85,36 @@ def init_weights(module: nn.Module, scheme: str) -> None:
             nn.init.zeros_(layer.bias)
 
 
-class SoftmaxRegression(nn.Module):
+class Network(nn.Module):
+    """What every network shares: it standardizes its pixels (``Normalize``), runs its named stages in order
+    and initializes its Linear/Conv weights by ``init``. Subclasses check their settings, build their stages
+    and hand them over; the stage names are the state_dict's, so checkpoints of every version load."""
+
+    def __init__(self, stages: dict[str, nn.Module], init: str, input_mean: float, input_std: float) -> None:
+        super().__init__()
+        self.normalize = Normalize(input_mean, input_std)
+        for name, stage in stages.items():
+            self.add_module(name, stage)
+        self.stage_names = tuple(stages)
+        init_weights(self, init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.normalize(x)
+        for name in self.stage_names:
+            x = self._modules[name](x)
+        return x
+
+
+class SoftmaxRegression(Network):
     """784 -> 10: the first lesson; dropout (if any) acts on the input pixels."""
 
     def __init__(self, num_classes: int = 10, dropout: float = 0.0, init: str = "default",
                  input_mean: float = 0.0, input_std: float = 1.0) -> None:
-        super().__init__()
-        self.normalize = Normalize(input_mean, input_std)
-        self.layers = nn.Sequential(nn.Flatten(), nn.Dropout(check_dropout(dropout)), nn.Linear(28 * 28, num_classes))
-        init_weights(self, init)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(self.normalize(x))
+        layers = nn.Sequential(nn.Flatten(), nn.Dropout(check_dropout(dropout)), nn.Linear(28 * 28, num_classes))
+        super().__init__({"layers": layers}, init, input_mean, input_std)
 
 
-class DNN(nn.Module):
+class DNN(Network):
     """Fully connected network, 784-300-100-10 by default (the TensorFlow DNN tutorial)."""
 
     def __init__(
@@ -113,8 +128,6 @@ class DNN(nn.Module):
         input_mean: float = 0.0,
         input_std: float = 1.0,
     ) -> None:
-        super().__init__()
-        self.normalize = Normalize(input_mean, input_std)
         check_dropout(dropout)
         check_switch("batch_norm", batch_norm)
         if not all(is_size(h) for h in hidden):
@@ -130,11 +143,7 @@ class DNN(nn.Module):
                 layers.append(nn.Dropout(dropout))
             width = size
         layers.append(nn.Linear(width, num_classes))
-        self.layers = nn.Sequential(*layers)
-        init_weights(self, init)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(self.normalize(x))
+        super().__init__({"layers": nn.Sequential(*layers)}, init, input_mean, input_std)
 
 
 def conv_block(cin: int, cout: int, kernel: int, batch_norm: bool, act: str, stride: int = 1) -> list[nn.Module]:
@@ -153,7 +162,7 @@ def per_block(name: str, value: Any, blocks: int) -> list:
     return [value] * blocks
 
 
-class CNN(nn.Module):
+class CNN(Network):
     """Conv-Pool blocks then a dense head; the default is exactly the Keras tutorial network.
 
     Conv 16@3x3 same + ReLU + MaxPool 2, Conv 32@3x3 same + ReLU + MaxPool 2, Dense 128 ReLU, Dense 10:
@@ -185,8 +194,6 @@ class CNN(nn.Module):
         input_mean: float = 0.0,
         input_std: float = 1.0,
     ) -> None:
-        super().__init__()
-        self.normalize = Normalize(input_mean, input_std)
         check_dropout(dropout)
         if center_crop is not None and not (is_size(center_crop) and center_crop <= 28):
             raise ConfigError(f"model.net.center_crop must be a side length from 1 to 28 pixels, got {center_crop}")
@@ -195,53 +202,57 @@ class CNN(nn.Module):
         if not all(is_size(c) for c in channels) or not is_size(dense) or not is_size(convs_per_block):
             raise ConfigError(f"model.net.channels, dense and convs_per_block must be whole numbers > 0, got "
                               f"{list(channels)}, {dense!r} and {convs_per_block!r}")
-        kernels = per_block("kernel_size", kernel_size, len(channels))
-        norms = [check_switch("batch_norm", norm) for norm in per_block("batch_norm", batch_norm, len(channels))]
+        blocks = conv_blocks(channels, kernel_size, batch_norm, pool)
         check_switch("pool_before_norm", pool_before_norm)
-        pools = per_block("pool", pool, len(channels))
-        if not all(is_size(k) and k % 2 == 1 for k in kernels):
-            raise ConfigError(f"model.net.kernel_size must be odd whole numbers ('same' padding), got {kernel_size}")
-        if any(p not in POOLS for p in pools):
-            raise ConfigError(f"model.net.pool must be one of {', '.join(POOLS)} (or a list of them), got {pool}")
         layers: list[nn.Module] = [] if center_crop is None else [CenterCrop(center_crop)]
         input_side = center_crop or 28
         cin, size = 1, input_side
-        for cout, kernel, norm, block_pool in zip(channels, kernels, norms, pools, strict=True):
-            for i in range(convs_per_block):
-                stride = 2 if block_pool == "stride" and i == convs_per_block - 1 else 1
-                layers += conv_block(cin, cout, kernel, norm, activation, stride)
-                cin = cout
-            if block_pool == "stride":
-                size = (size + 1) // 2  # 'same' padding with stride 2 rounds up: 7 -> 4
-                continue
-            if pool_before_norm and norm:
-                layers.insert(len(layers) - 2, nn.MaxPool2d(2))  # conv, pool, norm, activation
-            elif activation in MONOTONIC:
-                # max(f(a), f(b)) == f(max(a, b)) for a non-decreasing f: pooling first gives the same
-                # output with the activation (and its backward) on a quarter of the values, which makes
-                # the Keras CNN's training step about a third faster on a CPU (see mnistlab.bench)
-                layers.insert(len(layers) - 1, nn.MaxPool2d(2))
-            else:
-                layers.append(nn.MaxPool2d(2))
-            size //= 2
+        for cout, kernel, norm, block_pool in blocks:
+            layers += conv_stack(cin, cout, kernel, norm, activation, convs_per_block, block_pool, pool_before_norm)
+            cin, size = cout, (size + 1) // 2 if block_pool == "stride" else size // 2  # 'same' stride 2: 7 -> 4
         if size < 1:
             raise ConfigError(f"model.net: {len(channels)} blocks halve a {input_side}-pixel input to nothing")
-        self.features = nn.Sequential(*layers)
-        head: list[nn.Module] = [nn.Flatten()]
-        if dropout:
-            head.append(nn.Dropout(dropout))
-        head += [nn.Linear(cin * size * size, dense), make_activation(activation)]
-        if dropout:
-            head.append(nn.Dropout(dropout))
-        head.append(nn.Linear(dense, num_classes))
-        self.classifier = nn.Sequential(*head)
-        init_weights(self, init)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(self.normalize(x)))
+        head: list[nn.Module] = [nn.Flatten(), *([nn.Dropout(dropout)] if dropout else []),
+                                 nn.Linear(cin * size * size, dense), make_activation(activation),
+                                 *([nn.Dropout(dropout)] if dropout else []), nn.Linear(dense, num_classes)]
+        super().__init__({"features": nn.Sequential(*layers), "classifier": nn.Sequential(*head)}, init,
+                         input_mean, input_std)
 
 
-class LeNet5(nn.Module):
+def conv_blocks(channels: Sequence[int], kernel_size, batch_norm, pool) -> list[tuple[int, int, bool, str]]:
+    """``(channels, kernel, batch_norm, pool)`` of each block, from one value for all or a list of one each."""
+    kernels = per_block("kernel_size", kernel_size, len(channels))
+    norms = [check_switch("batch_norm", norm) for norm in per_block("batch_norm", batch_norm, len(channels))]
+    pools = per_block("pool", pool, len(channels))
+    if not all(is_size(k) and k % 2 == 1 for k in kernels):
+        raise ConfigError(f"model.net.kernel_size must be odd whole numbers ('same' padding), got {kernel_size}")
+    if any(p not in POOLS for p in pools):
+        raise ConfigError(f"model.net.pool must be one of {', '.join(POOLS)} (or a list of them), got {pool}")
+    return list(zip(channels, kernels, norms, pools, strict=True))
+
+
+def conv_stack(cin: int, cout: int, kernel: int, norm: bool, activation: str, convs: int, pool: str,
+               pool_before_norm: bool) -> list[nn.Module]:
+    """One block: ``convs`` convolutions, the last halving the maps (stride 2) or followed by a max-pool."""
+    layers: list[nn.Module] = []
+    for i in range(convs):
+        stride = 2 if pool == "stride" and i == convs - 1 else 1
+        layers += conv_block(cin if i == 0 else cout, cout, kernel, norm, activation, stride)
+    if pool == "stride":
+        return layers
+    if pool_before_norm and norm:
+        layers.insert(len(layers) - 2, nn.MaxPool2d(2))  # conv, pool, norm, activation
+    elif activation in MONOTONIC:
+        # max(f(a), f(b)) == f(max(a, b)) for a non-decreasing f: pooling first gives the same output with
+        # the activation (and its backward) on a quarter of the values, which makes the Keras CNN's
+        # training step about a third faster on a CPU (see mnistlab.bench)
+        layers.insert(len(layers) - 1, nn.MaxPool2d(2))
+    else:
+        layers.append(nn.MaxPool2d(2))
+    return layers
+
+
+class LeNet5(Network):
     """LeNet-5 (LeCun et al. 1998) with max pooling: C5x5@6 - pool - C5x5@16 - pool - 120 - 84 - 10."""
 
     def __init__(
@@ -254,11 +265,9 @@ class LeNet5(nn.Module):
         input_mean: float = 0.0,
         input_std: float = 1.0,
     ) -> None:
-        super().__init__()
-        self.normalize = Normalize(input_mean, input_std)
         check_dropout(dropout)
         check_switch("batch_norm", batch_norm)
-        self.features = nn.Sequential(
+        features = nn.Sequential(
             *conv_block(1, 6, 5, batch_norm, activation),  # 28x28, padded like the 32x32 original input
             nn.MaxPool2d(2),
             nn.Conv2d(6, 16, 5, bias=not batch_norm),
@@ -266,7 +275,7 @@ class LeNet5(nn.Module):
             make_activation(activation),
             nn.MaxPool2d(2),
         )
-        self.classifier = nn.Sequential(
+        classifier = nn.Sequential(
             nn.Flatten(),
             nn.Linear(16 * 5 * 5, 120),
             make_activation(activation),
@@ -276,7 +285,4 @@ class LeNet5(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(84, num_classes),
         )
-        init_weights(self, init)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(self.normalize(x)))
+        super().__init__({"features": features, "classifier": classifier}, init, input_mean, input_std)

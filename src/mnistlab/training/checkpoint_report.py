@@ -17,7 +17,7 @@ from rich.table import Table
 
 from ..errors import ConfigError
 from ..io import json_line
-from .checkpoints import METRIC_STATE, load_checkpoint
+from ..models.checkpoint import METRIC_STATE, load_checkpoint
 
 # Buffers that are state, not learned parameters.
 _NOT_PARAMETERS = ("running_mean", "running_var", "num_batches_tracked", "n_averaged")

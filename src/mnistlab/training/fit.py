@@ -15,11 +15,11 @@ from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from ..config.rundir import refuse_to_overwrite
 from ..errors import record_in_run_log, silence_library_noise, user_error
 from ..io import write_json
+from ..models.checkpoint import check_resumable, load_checkpoint
 from ..perf.machine import machine
 from ..tuning.trial import reporting_callbacks
 from .build import build, check_buildable
 from .callbacks import EMA, CudaGraphCapture, DeviceWarmup, EpochHistory, SpeedMonitor
-from .checkpoints import check_resumable, load_checkpoint
 from .loggers import LoggerRuns, continue_runs
 from .reliability import InterruptCheckpoint, signal_exit_codes
 from .resume import continue_job

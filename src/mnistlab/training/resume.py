@@ -10,7 +10,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ..config.resume import check_changes, record_of
-from .checkpoints import check_resumable, load_checkpoint
+from ..models.checkpoint import check_resumable, load_checkpoint
 from .reliability import InterruptCheckpoint
 
 

@@ -18,12 +18,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.datamodule import MNISTDataModule
 from ..data.datasets import dataset_info
 from ..data.preprocess import digit_from_image
 from ..errors import DataError
 from ..io import write_bytes
 from ..models import explain, inference
-from ..training.checkpoints import datamodule_for, dataset_of
+from ..models.checkpoint import dataset_of
 
 PREVIEW_SCALE = 8  # 28 px -> 224 px, nearest neighbour: every model pixel stays visible
 NUM_EXAMPLES = 6
@@ -118,7 +119,7 @@ class DigitDemo:
     def example_files(self, folder: Path) -> list[str]:
         """A few test-set digits as PNG files (the page's examples); none when the data is not at hand."""
         try:
-            datamodule = datamodule_for(self.checkpoint, self.data_dir)
+            datamodule = MNISTDataModule.for_checkpoint(self.checkpoint, self.data_dir)
             datamodule.hparams.download = False
             datamodule.setup("test")
         except DataError:

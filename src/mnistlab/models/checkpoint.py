@@ -1,26 +1,20 @@
-"""Reading checkpoints safely: ``weights_only=True`` always, clear messages, allow-listed model classes."""
+"""Checkpoints to models, safely: ``weights_only=True`` always, clear messages, allow-listed model classes,
+stored tensors compared with the model they are to fill (for tools and for resuming alike)."""
 
 from __future__ import annotations
 
-import os
 import pickle
 import warnings
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..data.datasets import ENV_DATA_DIR
+from ..data.datasets import dataset_info
 from ..errors import CheckpointError, MnistlabError
-from ..models import classifier
-
-MODULE_CLASSES = {
-    cls.__name__: cls
-    for cls in (classifier.SoftmaxClassifier, classifier.DNNClassifier, classifier.CNNClassifier,
-                classifier.LeNet5Classifier)
-}
-
+from . import classifier
 
 # state_dict entries of the classifier's metrics (counts, running sums, the best validation accuracy): state
 # of a fit, not the network; checkpoints written before a metric kept its state lack them.
@@ -112,7 +106,9 @@ def stored_hparams(checkpoint: dict[str, Any]) -> dict[str, Any]:
     its own input and before ``model.net.dropout`` was the one dropout key."""
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     if "input_mean" not in hparams:
-        hparams["input_mean"], hparams["input_std"] = datamodule_for(checkpoint).input_stats
+        saved = checkpoint.get("datamodule_hyper_parameters") or {}
+        hparams["input_mean"], hparams["input_std"] = dataset_info(dataset_of(checkpoint)).input_stats(
+            saved.get("normalize", True))
     regularization = dict(hparams.get("regularization") or {})
     dropout = regularization.pop("dropout", None)
     if dropout is not None:  # it overrode model.net.dropout then, and shapes the DNN's layer indices
@@ -133,6 +129,24 @@ def _construct(cls, hparams: dict[str, Any], path, device: str):
             from None
 
 
+@dataclass
+class StateDifference:
+    """How stored tensors differ from the ones a model has (its metrics' state aside: older checkpoints lack it)."""
+
+    missing: list[str]  # in the model, not stored
+    unexpected: list[str]  # stored, not in the model
+    shapes: list[tuple[str, tuple[int, ...], tuple[int, ...]]]  # (name, stored shape, model's shape)
+
+
+def compare_state(expected: dict[str, torch.Tensor], stored: dict[str, torch.Tensor]) -> StateDifference:
+    return StateDifference(
+        missing=[k for k in expected if k not in stored and not k.startswith(METRIC_STATE)],
+        unexpected=[k for k in stored if k not in expected],
+        shapes=[(k, tuple(stored[k].shape), tuple(v.shape)) for k, v in expected.items()
+                if k in stored and tuple(stored[k].shape) != tuple(v.shape)],
+    )
+
+
 def build_module(checkpoint: dict[str, Any], path: str | Path = "checkpoint") -> classifier.ClassifierModule:
     """The LightningModule stored in a checkpoint, weights loaded, in eval mode.
 
@@ -141,20 +155,18 @@ def build_module(checkpoint: dict[str, Any], path: str | Path = "checkpoint") ->
     finite (a diverged run) are refused too: every tool would print NaN.
     """
     name = module_class_name(checkpoint)
-    if name not in MODULE_CLASSES:
+    cls = classifier.ClassifierModule.registry.get(name)
+    if cls is None:
         raise CheckpointError(f"{path}: not an mnistlab model checkpoint (model class {name!r})")
-    cls = MODULE_CLASSES[name]
     try:
         hparams = {**stored_hparams(checkpoint), "compile": False}
     except (TypeError, ValueError, AttributeError) as err:
         raise CheckpointError(f"{path}: its stored hyperparameters are malformed ({err})") from None
-    expected = _construct(cls, hparams, path, "meta").state_dict()
     stored = checkpoint["state_dict"]
-    missing = [k for k in expected if k not in stored and not k.startswith(METRIC_STATE)]
-    unexpected = [k for k in stored if k not in expected]
-    wrong = [f"{k} is {tuple(stored[k].shape)} where the config builds {tuple(v.shape)}"
-             for k, v in expected.items() if k in stored and tuple(stored[k].shape) != tuple(v.shape)]
-    problems = [f"{what} {items[:3]}" for what, items in (("missing", missing), ("unexpected", unexpected)) if items]
+    diff = compare_state(_construct(cls, hparams, path, "meta").state_dict(), stored)
+    wrong = [f"{k} is {have} where the config builds {want}" for k, have, want in diff.shapes]
+    problems = [f"{what} {items[:3]}" for what, items in (("missing", diff.missing), ("unexpected", diff.unexpected))
+                if items]
     if problems or wrong:
         raise CheckpointError(f"{path}: weights do not match {name} with its stored config "
                               f"({'; '.join([*problems, *wrong[:3]])})")
@@ -179,37 +191,17 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu"):
     return build_module(checkpoint, path).to(map_location), checkpoint
 
 
-def datamodule_for(checkpoint: dict[str, Any], data_dir: str | None = None, dataset: str | None = None,
-                   eval_batch_size: int = 1000):
-    """A DataModule for the checkpoint's dataset (or ``dataset``), without augmentation."""
-    from ..data.datamodule import MNISTDataModule
-
-    saved = checkpoint.get("datamodule_hyper_parameters") or {}
-    return MNISTDataModule(
-        dataset=dataset or saved.get("dataset", "mnist"),
-        data_dir=data_dir or os.environ.get(ENV_DATA_DIR) or saved.get("data_dir"),
-        download=saved.get("download", True),
-        eval_batch_size=eval_batch_size,
-        val_fraction=saved.get("val_fraction", 0.1),
-        split_seed=saved.get("split_seed", 0),
-        normalize=saved.get("normalize", True),
-    )
-
-
 def check_resumable(checkpoint: dict[str, Any], model, path: str | Path) -> None:
     """The checkpoint must hold this run's kind of model with the same tensor shapes."""
     stored = module_class_name(checkpoint)
     if stored is not None and stored != type(model).__name__:
         raise CheckpointError(f"{path}: holds a {stored} but this run builds a {type(model).__name__}; "
                               "pick the model/config the checkpoint was trained with")
-    expected = model.state_dict()
-    for name, tensor in checkpoint["state_dict"].items():
-        if name in expected and tuple(expected[name].shape) != tuple(tensor.shape):
-            raise CheckpointError(
-                f"{path}: {name} has shape {tuple(tensor.shape)} but this run's config builds "
-                f"{tuple(expected[name].shape)}; resume with the config the checkpoint was trained with "
-                f"(its model.net: {checkpoint.get('hyper_parameters', {}).get('net')})"
-            )
-    missing = [k for k in expected if k not in checkpoint["state_dict"] and not k.startswith(METRIC_STATE)]
-    if missing:
-        raise CheckpointError(f"{path}: lacks {missing[:3]} that this run's model has; the configs differ")
+    diff = compare_state(model.state_dict(), checkpoint["state_dict"])
+    for name, have, want in diff.shapes:
+        raise CheckpointError(
+            f"{path}: {name} has shape {have} but this run's config builds {want}; resume with the config the "
+            f"checkpoint was trained with (its model.net: {checkpoint.get('hyper_parameters', {}).get('net')})"
+        )
+    if diff.missing:
+        raise CheckpointError(f"{path}: lacks {diff.missing[:3]} that this run's model has; the configs differ")
