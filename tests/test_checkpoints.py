@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mnistlab.config.devices import resolve_device
 from mnistlab.models import inference
 from mnistlab.models.checkpoint import build_module, load_checkpoint
 
@@ -45,7 +46,7 @@ def test_a_checkpoint_from_before_the_move_loads_and_answers_the_same(name, tmp_
 def test_tools_load_the_model_onto_the_device_they_infer_on(tiny_run):
     from mnistlab.models.checkpoint import load_model
 
-    module, _ = load_model(tiny_run / "checkpoints" / "last.ckpt", map_location=inference.inference_device("cuda"))
+    module, _ = load_model(tiny_run / "checkpoints" / "last.ckpt", map_location=resolve_device("cuda"))
     assert next(module.parameters()).device.type == "cuda"
     assert inference.logits(module, torch.zeros(3, 28, 28, dtype=torch.uint8)).device.type == "cpu"
 
@@ -53,7 +54,7 @@ def test_tools_load_the_model_onto_the_device_they_infer_on(tiny_run):
 def test_tools_load_the_model_onto_the_cpu_when_asked(tiny_run):
     from mnistlab.models.checkpoint import load_model
 
-    module, _ = load_model(tiny_run / "checkpoints" / "last.ckpt", map_location=inference.inference_device("cpu"))
+    module, _ = load_model(tiny_run / "checkpoints" / "last.ckpt", map_location=resolve_device("cpu"))
     assert next(module.parameters()).device.type == "cpu"
     logits = inference.logits(module, torch.zeros(3, 28, 28, dtype=torch.uint8))
     assert logits.shape == (3, 10) and torch.isfinite(logits).all()
@@ -64,7 +65,7 @@ def test_asking_for_a_missing_gpu_or_an_unknown_device_is_one_line():
     from mnistlab.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"^device=cuda: PyTorch sees no CUDA GPU here; use auto or cpu$"):
-        inference.inference_device("cuda")
-    with pytest.raises(ConfigError, match=r"^device=tpu: choose one of auto, cpu, cuda$"):
-        inference.inference_device("tpu")
-    assert inference.inference_device("auto").type == "cpu"
+        resolve_device("cuda")
+    with pytest.raises(ConfigError, match=r"^device=tpu: choose one of auto, cpu, cuda, mps$"):
+        resolve_device("tpu")
+    assert resolve_device("auto").type == "cpu"

@@ -5,8 +5,8 @@ import os
 import pytest
 import torch
 
+from mnistlab.config import devices as env
 from mnistlab.config.compose import compose
-from mnistlab.perf import machine as env
 from mnistlab.training.build import build, configure_device
 
 from helpers import FAST, run_train, synthetic_overrides

@@ -43,7 +43,7 @@ def tool(name, *args, env_dir=None):
     ([], "ckpt_path is required: python -m mnistlab.evaluate ckpt_path=..."),
     (["ckpt_path=x.ckpt", "split=val"],
      "split: no such setting of mnistlab.evaluate; it has ckpt_path, dataset, data_dir, batch_size, num_worst, "
-     "accelerator"),
+     "device"),
 ])
 def test_tool_settings_missing_or_unknown_are_one_line(args, message, tmp_path):
     result = command("evaluate", *args, f"hydra.run.dir={tmp_path}")

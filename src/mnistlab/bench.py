@@ -27,6 +27,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from .config.devices import ALIASES, DEVICES, check_device
 from .errors import ConfigError, report_errors, silence_library_noise
 from .io import json_line, update_section
 from .perf.machine import machine
@@ -93,13 +94,13 @@ def augment_report(args) -> dict[str, Any]:
     return costs
 
 
-@report_errors
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mnistlab.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=ALL_VARIANTS,
                         help="lightning (Lightning's floor) runs only when named")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
+    parser.add_argument("--device", default="auto", choices=(*DEVICES, *ALIASES),
+                        help="where training runs, as every command's device= (gpu: cuda)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed steps first")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 150 cnn, 400 dnn)")
     parser.add_argument("--rounds", type=int, default=3,
@@ -111,25 +112,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--augment", metavar="EXPERIMENT",
                         help="instead: each augmentation's cost per batch beside EXPERIMENT's training step")
     parser.add_argument("--child", choices=ALL_VARIANTS, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.augment:
-        return augment_report(args)
-    import torch  # torch and Lightning load only to run (--help stays fast)
+    return parser
 
-    from .perf.benchmark import combine_rounds, config, measure_training, peak_memory_mb, summarize
 
-    silence_library_noise()
-    if args.child:
-        result = measure_training(args.child, args.models[0], args.device, args.warmup, args.steps, args.overrides)
-        result.update(peak_memory_mb())
-        print(json_line(result))
-        return result
+def check_arguments(args) -> None:
     limits = (("--rounds", args.rounds, 1), ("--steps", args.steps, 1), ("--warmup", args.warmup, 0))
     for flag, value, minimum in limits:
         if value is not None and value < minimum:  # a negative step count would time forever
             raise ConfigError(f"{flag} must be >= {minimum}, got {value}")
-    if args.device == "gpu" and not torch.cuda.is_available():
-        raise ConfigError("--device gpu: PyTorch sees no CUDA GPU here; use --device auto or cpu")
+    check_device(args.device, "--device ", "--device auto or cpu")
+
+
+def measure_child(args) -> dict[str, Any]:
+    """One variant's measurement, in this (child) process, printed as the JSON line its parent reads."""
+    from .perf.benchmark import measure_training, peak_memory_mb
+
+    result = measure_training(args.child, args.models[0], args.device, args.warmup, args.steps, args.overrides)
+    result.update(peak_memory_mb())
+    print(json_line(result))
+    return result
+
+
+def measure_rounds(args) -> dict[str, Any]:
+    """Every model and variant, each in its own process, in ``args.rounds`` interleaved rounds, combined."""
+    import torch
+
+    from .perf.benchmark import combine_rounds, config, summarize
+
     # Every model's config is composed and checked here, so a bad override is one line, not a child's crash.
     configs = {m: config(m, args.device, args.overrides) for m in args.models}
     args.batch_size = configs[args.models[0]].data.batch_size
@@ -140,10 +149,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for m in args.models:
             for v in args.variants:
                 runs[m][v].append(run_variant_process(v, m, args, progress, round_))
-    results = {m: {v: combine_rounds(r) for v, r in variants.items()} for m, variants in runs.items()}
-    summary = summarize(results)
-    summary["machine"] = machine()
-    summary["torch"] = torch.__version__
+    summary = summarize({m: {v: combine_rounds(r) for v, r in variants.items()} for m, variants in runs.items()})
+    return {**summary, "machine": machine(), "torch": torch.__version__}
+
+
+@report_errors
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = arguments().parse_args(argv)
+    if args.augment:
+        return augment_report(args)
+    silence_library_noise()
+    if args.child:
+        return measure_child(args)
+    check_arguments(args)
+    summary = measure_rounds(args)
     print_table(summary, args.models)
     if args.readme:
         update_section(Path(args.readme), args.readme_section, markdown(summary, args))

@@ -25,13 +25,13 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def run(cfg: DictConfig) -> None:
-    from .models import inference  # torch and Gradio load only to run (--help stays fast)
+    from .config.devices import resolve_device
     from .models.checkpoint import load_model
 
     port = rules.check("port", cfg.port, lambda v: 1 <= v <= 65535, "must be in 1-65535", whole=True)
     host = str(cfg.host)
     # the checkpoint is refused, and the port found taken, before anything serves
-    module, checkpoint = load_model(cfg.ckpt_path, map_location=inference.inference_device(cfg.device))
+    module, checkpoint = load_model(cfg.ckpt_path, map_location=resolve_device(cfg.device))
     check_port_free(host, port)
     from .web.app import THEME, DigitDemo, build_app  # gradio: imported only to serve
 

@@ -56,6 +56,7 @@ MAX_WORST = 200
 def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from torchmetrics.functional.classification import multiclass_confusion_matrix
 
+    from .config.devices import resolve_device
     from .data.datamodule import MNISTDataModule
     from .models import inference
     from .models.checkpoint import load_model
@@ -63,7 +64,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     rules.check("num_worst", cfg.num_worst, lambda v: 0 <= v <= MAX_WORST, f"must be in 0-{MAX_WORST}", whole=True)
     rules.positive("batch_size", cfg.batch_size, whole=True)
-    module, checkpoint = load_model(cfg.ckpt_path, map_location=inference.inference_device(cfg.accelerator))
+    module, checkpoint = load_model(cfg.ckpt_path, map_location=resolve_device(cfg.device))
     datamodule = MNISTDataModule.for_checkpoint(checkpoint, cfg.data_dir, cfg.dataset, cfg.batch_size)
     datamodule.setup("test")
     images, labels = datamodule.test_set

@@ -37,6 +37,7 @@ def records(names, errors, probs, class_names) -> list[dict[str, Any]]:
 def run(cfg: DictConfig) -> None:
     import torch  # torch and the model load only to run (--help stays fast)
 
+    from .config.devices import resolve_device
     from .data.datasets import dataset_info
     from .data.inputs import expand_inputs, load_inputs
     from .models import inference
@@ -47,7 +48,7 @@ def run(cfg: DictConfig) -> None:
     plot = output_path("plot", cfg.plot, cfg.overwrite, suffix=".png")
     distinct_outputs(output=output, plot=plot)
     files = expand_inputs(str(cfg.inputs))
-    module, checkpoint = load_model(cfg.ckpt_path, map_location=inference.inference_device(cfg.accelerator))
+    module, checkpoint = load_model(cfg.ckpt_path, map_location=resolve_device(cfg.device))
     info = dataset_info(dataset_of(checkpoint))
     loaded = list(load_inputs(files))
     names = [name for name, _, _ in loaded]

@@ -14,6 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError
 from . import rules
+from .devices import ALIASES, DEVICES
+from .devices import check_device as check_device_named
 from .resume import RESUME_CHANGES
 
 
@@ -22,17 +24,15 @@ def _limit(key: str, value) -> None:
 
 
 def check_device(cfg: DictConfig) -> None:
-    """A GPU asked for must exist, and bf16 must be supported where it will run."""
+    """The device asked for must exist here (``config.devices``), and bf16 must be supported where it runs."""
+    device = cfg.get("device")
+    if device is not None:
+        check_device_named(device)
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
+    if accelerator != device and ALIASES.get(accelerator, accelerator) in DEVICES:  # given itself, Lightning's way
+        check_device_named(accelerator, "trainer.accelerator=", "trainer.accelerator=auto or cpu")
     precision = str(OmegaConf.select(cfg, "trainer.precision", default="32-true"))
-    gpu = torch.cuda.is_available()
-    if accelerator in ("gpu", "cuda") and not gpu:
-        raise ConfigError(f"trainer.accelerator={accelerator}: PyTorch sees no CUDA GPU here; "
-                          "use trainer.accelerator=auto or cpu")
-    if accelerator == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("trainer.accelerator=mps: PyTorch sees no Apple GPU (MPS) here; "
-                          "use trainer.accelerator=auto or cpu")
-    if precision.startswith("bf16") and gpu and accelerator in ("gpu", "cuda", "auto") \
+    if precision.startswith("bf16") and torch.cuda.is_available() and accelerator in ("gpu", "cuda", "auto") \
             and not torch.cuda.is_bf16_supported():
         raise ConfigError(f"trainer.precision={precision}: {torch.cuda.get_device_name(0)} has no bfloat16 "
                           "support; use trainer.precision=16-mixed or 32-true")

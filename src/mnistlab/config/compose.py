@@ -23,6 +23,19 @@ def config_dir() -> Path:
 CONFIG_DIR = str(config_dir())
 
 
+def register_declared_defaults() -> None:
+    """``augment/base``: every augmentation option at the default it is declared with (in Python, beside its
+    rule); the ``augment`` configs extend it and say only what they change."""
+    from hydra.core.config_store import ConfigStore
+
+    from ..data.augment_options import DEFAULTS
+
+    ConfigStore.instance().store(group="augment", name="base", node=DEFAULTS)
+
+
+register_declared_defaults()
+
+
 def group_options(group: str) -> list[str]:
     """The options of a config group (``experiment`` -> ``cnn_best``, ``keras_cnn``, ...), sorted."""
     return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))

@@ -25,7 +25,7 @@ MAY_CHANGE = (
     "trainer.strategy", "trainer.profiler", "trainer.fast_dev_run",
     "logger", "callbacks.progress_bar", "callbacks.model_summary", "callbacks.tensorboard_visuals",
     "callbacks.lr_monitor", "data.data_dir", "data.download", "data.num_workers", "data.eval_batch_size",
-    "ckpt_path", "resume_changes", "test_best", "optimized_metric",
+    "ckpt_path", "resume_changes", "test_best", "optimized_metric", "device",
 )
 # What one resume's command says for itself only: never replayed into the next one.
 NOT_REPLAYED = ("ckpt_path", "resume_changes")

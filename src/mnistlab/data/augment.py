@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ..config import rules
-from ..errors import ConfigError
+from . import augment_options
+from .augment_options import OPTIONS
 
 
 @dataclass
@@ -36,6 +37,19 @@ class AugmentParams:
     contrast: torch.Tensor  # blend factor around the image mean
 
 
+# What each per-sample parameter is drawn uniformly from, given the options (flips: compared with their p).
+DRAWS: dict[str, Callable[[Any], tuple[float, float]]] = {
+    "angle": lambda o: (-o.rotation, o.rotation),
+    "scale": lambda o: (1 - o.scale, 1 + o.scale),
+    "shift_x": lambda o: (-o.shift, o.shift),
+    "shift_y": lambda o: (-o.shift, o.shift),
+    "hflip": lambda o: (0.0, 1.0),
+    "vflip": lambda o: (0.0, 1.0),
+    "brightness": lambda o: (max(0.0, 1 - o.brightness), 1 + o.brightness),
+    "contrast": lambda o: (max(0.0, 1 - o.contrast), 1 + o.contrast),
+}
+
+
 @functools.lru_cache(maxsize=16)
 def _bounds(ranges: tuple[tuple[float, float], ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """``[P, 1]`` lower bounds and widths, built once per device: a tensor made from a Python list on a
@@ -45,59 +59,30 @@ def _bounds(ranges: tuple[tuple[float, float], ...], device: torch.device) -> tu
 
 
 class BatchAugment(torch.nn.Module):
-    """Random per-sample affine + photometric transforms for image batches in [0, 1]."""
+    """Random per-sample affine + photometric transforms for image batches in [0, 1]; the options and their
+    rules are ``augment_options.OPTIONS`` (each an attribute of the same name)."""
 
-    def __init__(
-        self,
-        rotation: float = 0.0,
-        shift: float = 0.0,
-        scale: float = 0.0,
-        hflip: float = 0.0,
-        vflip: float = 0.0,
-        brightness: float = 0.0,
-        contrast: float = 0.0,
-        elastic_alpha: float = 0.0,
-        elastic_sigma: float = 4.0,
-        erase_p: float = 0.0,
-        erase_scale: Sequence[float] = (0.02, 0.2),
-        erase_ratio: Sequence[float] = (0.3, 3.3),
-    ) -> None:
+    def __init__(self, **settings: Any) -> None:
         super().__init__()
-        settings = dict(rotation=rotation, shift=shift, scale=scale, brightness=brightness, contrast=contrast)
-        for key, value in settings.items():
-            rules.non_negative(f"augment.{key}", value)
-        for key, value in dict(hflip=hflip, vflip=vflip).items():
-            rules.probability(f"augment.{key}", value)
-        if scale >= 1:
-            raise ConfigError(f"augment.scale must be < 1 (zoom in [1-scale, 1+scale]), got {scale}")
-        rules.non_negative("augment.elastic_alpha", elastic_alpha)
-        rules.positive("augment.elastic_sigma", elastic_sigma)
-        rules.probability("augment.erase_p", erase_p)
-        self.erase_scale = _bounds_pair("augment.erase_scale", erase_scale, lambda lo, hi: 0 < lo <= hi <= 1,
-                                        "must be [low, high] area fractions with 0 < low <= high <= 1")
-        self.erase_ratio = _bounds_pair("augment.erase_ratio", erase_ratio, lambda lo, hi: 0 < lo <= hi,
-                                        "must be [low, high] aspect ratios with 0 < low <= high")
-        self.rotation, self.shift, self.scale = rotation, shift, scale
-        self.hflip, self.vflip = hflip, vflip
-        self.brightness, self.contrast = brightness, contrast
-        self.elastic_alpha, self.elastic_sigma, self.erase_p = elastic_alpha, elastic_sigma, erase_p
+        self.settings = augment_options.check(settings)
+        for name, value in self.settings.items():
+            setattr(self, name, value)
+
+    def uses(self, transform: str) -> bool:
+        """Whether any option switching ``transform`` on (geometric, photometric, elastic, erase) is non-zero."""
+        return any(self.settings[name] for name, option in OPTIONS.items() if option.transform == transform)
 
     @property
     def enabled(self) -> bool:
-        return any((self.rotation, self.shift, self.scale, self.hflip, self.vflip, self.brightness, self.contrast,
-                    self.elastic_alpha, self.erase_p))
+        return any(self.settings[name] for name, option in OPTIONS.items() if option.transform)
 
     def sample(self, n: int, device=None, generator: torch.Generator | None = None) -> AugmentParams:
-        ranges = [(-self.rotation, self.rotation), (1 - self.scale, 1 + self.scale), (-self.shift, self.shift),
-                  (-self.shift, self.shift), (0.0, 1.0), (0.0, 1.0),
-                  (max(0.0, 1 - self.brightness), 1 + self.brightness),
-                  (max(0.0, 1 - self.contrast), 1 + self.contrast)]
-        low, span = _bounds(tuple(ranges), torch.device(device or "cpu"))
+        low, span = _bounds(tuple(draw(self) for draw in DRAWS.values()), torch.device(device or "cpu"))
         # one draw for all eight parameters of the whole batch: a handful of kernels per step, not dozens
-        draws = torch.rand(len(ranges), n, device=device, generator=generator) * span + low
-        angle, scale, shift_x, shift_y, hflip, vflip, brightness, contrast = draws.unbind(0)
-        return AugmentParams(angle=angle, scale=scale, shift_x=shift_x, shift_y=shift_y, hflip=hflip < self.hflip,
-                             vflip=vflip < self.vflip, brightness=brightness, contrast=contrast)
+        draws = dict(zip(DRAWS, (torch.rand(len(DRAWS), n, device=device, generator=generator) * span + low)
+                         .unbind(0), strict=True))
+        draws["hflip"], draws["vflip"] = draws["hflip"] < self.hflip, draws["vflip"] < self.vflip
+        return AugmentParams(**draws)
 
     def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if not self.enabled:
@@ -106,28 +91,16 @@ class BatchAugment(torch.nn.Module):
         params = self.sample(n, device, generator)
         h, w = images.shape[-2:]
         field = displacement_field(n, h, w, self.elastic_alpha, self.elastic_sigma, generator, images) \
-            if self.elastic_alpha else None
-        geometric = bool(self.rotation or self.shift or self.scale or self.hflip or self.vflip)
-        images = apply(images, params, geometric=geometric, photometric=bool(self.brightness or self.contrast),
+            if self.uses("elastic") else None
+        images = apply(images, params, geometric=self.uses("geometric"), photometric=self.uses("photometric"),
                        displacement=field)
-        if self.erase_p:
+        if self.uses("erase"):
             mask = erase_masks(n, h, w, self.erase_p, self.erase_scale, self.erase_ratio, device, generator)
             images = images.masked_fill(mask, 0.0)
         return images
 
     def extra_repr(self) -> str:
-        fields = dict(rotation=self.rotation, shift=self.shift, scale=self.scale, hflip=self.hflip,
-                      vflip=self.vflip, brightness=self.brightness, contrast=self.contrast,
-                      elastic_alpha=self.elastic_alpha, elastic_sigma=self.elastic_sigma, erase_p=self.erase_p)
-        return ", ".join(f"{k}={v}" for k, v in fields.items())
-
-
-def _bounds_pair(key: str, value: Sequence[float], ok, rule: str) -> tuple[float, float]:
-    pair = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else ()
-    if len(pair) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair) \
-            or not ok(*pair):
-        raise ConfigError(f"{key} {rule}, got {value}")
-    return float(pair[0]), float(pair[1])
+        return ", ".join(f"{name}={value}" for name, value in self.settings.items())
 
 
 @functools.lru_cache(maxsize=8)

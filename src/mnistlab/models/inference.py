@@ -1,21 +1,8 @@
-"""The one batched inference path of every tool: pixels in, logits out, on the device asked for."""
+"""The one batched inference path of every tool: pixels in, logits out, on the module's device."""
 
 from __future__ import annotations
 
 import torch
-
-from ..errors import ConfigError
-
-DEVICES = ("auto", "cpu", "cuda", "gpu")
-
-
-def inference_device(choice: str = "auto") -> torch.device:
-    """``auto``: the GPU when there is one; ``cpu``; ``cuda`` (or ``gpu``), refused where there is none."""
-    if choice not in DEVICES:
-        raise ConfigError(f"device={choice}: choose one of auto, cpu, cuda")
-    if choice in ("cuda", "gpu") and not torch.cuda.is_available():
-        raise ConfigError(f"device={choice}: PyTorch sees no CUDA GPU here; use auto or cpu")
-    return torch.device("cuda" if choice != "cpu" and torch.cuda.is_available() else "cpu")
 
 
 def as_pixels(images: torch.Tensor) -> torch.Tensor:

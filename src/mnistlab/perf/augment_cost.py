@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ..config.compose import compose
 from ..data.augment import BatchAugment
+from ..data.datasets import dataset_info
 from ..training.build import build_model
 from .baselines import sync, training_device
 
@@ -51,7 +52,7 @@ def augment_costs(experiment: str, device: str, warmup: int = 5, repeats: int = 
     batch = int(cfg.data.batch_size)
     images = torch.rand(batch, 1, 28, 28, device=target)
     labels = torch.randint(0, 10, (batch,), device=target)
-    module = build_model(cfg, (0.1307, 0.3081)).to(target).train()
+    module = build_model(cfg, dataset_info(cfg.data.dataset).input_stats()).to(target).train()
     optimizer = module.build_optimizer()  # the recipe's own optimizer
 
     def step() -> None:

@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from ..config.devices import resolve_device
 from ..data.datasets import locate_split
 from ..training.build import build_datamodule, build_model, configure_device
 
@@ -51,9 +52,8 @@ def sync() -> None:
 
 
 def training_device(cfg) -> torch.device:
-    """The device ``trainer.accelerator`` picks (auto: the GPU when there is one), with its matmul settings."""
-    gpu = cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
-    device = torch.device("cuda" if gpu else "cpu")
+    """The device ``trainer.accelerator`` picks (as ``device=`` does), with its matmul settings."""
+    device = resolve_device(cfg.trainer.accelerator, "trainer.accelerator=")
     configure_device(cfg, device)
     return device
 

@@ -15,8 +15,8 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, Mo
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from ..config.checks import check_config
+from ..config.devices import drop_failing_nvml_check
 from ..errors import ConfigError, user_error
-from ..perf.machine import drop_failing_nvml_check
 from .callbacks import CudaGraphCapture
 from .checkpoint_io import AtomicCheckpointIO
 

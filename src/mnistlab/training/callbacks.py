@@ -208,11 +208,11 @@ class TensorBoardVisuals(pl.Callback):
         writer, dm = _tensorboard(trainer), trainer.datamodule
         if writer is None or dm is None or dm.train_set is None:
             return
-        images = dm.train_set[0][: self.num_images]
-        raw = images.unsqueeze(1).float().to(pl_module.device) / 255
+        batch = tuple(t[: self.num_images].to(pl_module.device) for t in dm.train_set)
+        raw, _ = dm.prepare_batch(batch, train=False)
         # A private generator: drawing the picture must not shift the training run's random stream.
         generator = torch.Generator(device=raw.device).manual_seed(0)
-        augmented = dm.augment(raw, generator=generator) if dm.augment.enabled else raw
+        augmented, _ = dm.prepare_batch(batch, train=True, generator=generator)
         grid = make_grid(torch.cat([raw, augmented]), nrow=self.num_images // 2, pad_value=0.5)
         writer.add_image("data/train_raw_then_augmented", grid, 0)
 

@@ -1,0 +1,69 @@
+"""The one device rule of every command: ``device=auto|cpu|cuda|mps`` (train, evaluate, predict, demo,
+bench), which device that names here, and one line where it asks for hardware PyTorch does not see.
+
+``auto`` is Lightning's choice: a CUDA GPU, else an Apple GPU (MPS), else the CPU. ``gpu`` (Lightning's
+name for a CUDA GPU, ``trainer.accelerator=gpu``) is taken as ``cuda``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from ..errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+ALIASES = {"gpu": "cuda"}
+
+
+def check_device(choice: str, setting: str = "device=", retry: str = "auto or cpu") -> str:
+    """``choice`` as one of ``DEVICES``, refused in one line where it is unknown or absent here; ``setting``
+    and ``retry`` say it in the words of the command (``--device ``, ``trainer.accelerator=``)."""
+    import torch
+
+    name = ALIASES.get(str(choice), str(choice))
+    if name not in DEVICES:
+        raise ConfigError(f"{setting}{choice}: choose one of {', '.join(DEVICES)}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{setting}{choice}: PyTorch sees no CUDA GPU here; use {retry}")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{setting}{choice}: PyTorch sees no Apple GPU (MPS) here; use {retry}")
+    return name
+
+
+def resolve_device(choice: str = "auto", setting: str = "device=", retry: str = "auto or cpu"):
+    """The ``torch.device`` that ``choice`` names here (checked as ``check_device`` does)."""
+    import torch
+
+    name = check_device(choice, setting, retry)
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    return torch.device(name)
+
+
+NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
+
+
+def drop_failing_nvml_check() -> None:
+    """Undo Lightning's ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` where NVML cannot load.
+
+    That variable makes ``torch.cuda.is_available()`` count devices through NVML. Without an NVIDIA driver
+    each call tries to load NVML, fails (~70 us) and falls back to the CUDA runtime's count, and Adam and
+    AdamW ask in every ``step()``. Dropping the variable there gives the same answer without the failed load.
+    """
+    import torch
+
+    if os.environ.get(NVML_CHECK) == "1" and torch.backends.cuda.is_built() and not nvml_loads():
+        del os.environ[NVML_CHECK]
+
+
+@functools.cache
+def nvml_loads() -> bool:
+    """Whether NVML (the NVIDIA driver's management library) loads here, probed as torch probes it."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,76 @@
+"""Every augmentation option, declared once: its default, its rule and what it does.
+
+The checks (``check``), the config group's defaults (``conf/augment/*.yaml`` extend ``base``, registered
+from ``DEFAULTS``), ``BatchAugment``'s attributes and repr all follow from ``OPTIONS``; a new option is one
+entry here and the line in ``augment.py`` that applies it. Plain Python, no torch: ``--help`` reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import rules
+from ..errors import ConfigError
+
+
+def _below_one(key: str, value: Any) -> float:
+    rules.non_negative(key, value)
+    if value >= 1:
+        raise ConfigError(f"{key} must be < 1 (zoom in [1-scale, 1+scale]), got {value}")
+    return value
+
+
+def _range(ok: Callable[[float, float], bool], rule: str) -> Callable[[str, Any], tuple[float, float]]:
+    """A ``[low, high]`` pair obeying ``ok``."""
+
+    def check(key: str, value: Any) -> tuple[float, float]:
+        pair = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else ()
+        if len(pair) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair) \
+                or not ok(*pair):
+            raise ConfigError(f"{key} {rule}, got {value}")
+        return float(pair[0]), float(pair[1])
+
+    return check
+
+
+@dataclass(frozen=True)
+class Option:
+    default: Any
+    check: Callable[[str, Any], Any]  # raises ConfigError naming augment.<name>; returns the value to use
+    help: str
+    # what a non-zero value switches on (None: a setting of another option's transform)
+    transform: str | None = None
+
+
+OPTIONS: dict[str, Option] = {
+    "rotation": Option(0.0, rules.non_negative, "degrees, uniform in [-rotation, rotation]", "geometric"),
+    "shift": Option(0.0, rules.non_negative, "pixels, uniform in [-shift, shift] on each axis", "geometric"),
+    "scale": Option(0.0, _below_one, "zoom factor uniform in [1 - scale, 1 + scale]", "geometric"),
+    "hflip": Option(0.0, rules.probability, "probability of a mirror image (left-right)", "geometric"),
+    "vflip": Option(0.0, rules.probability, "probability of an upside-down image", "geometric"),
+    "brightness": Option(0.0, rules.non_negative, "factor uniform in [1 - brightness, 1 + brightness]",
+                         "photometric"),
+    "contrast": Option(0.0, rules.non_negative, "factor uniform in [1 - contrast, 1 + contrast]", "photometric"),
+    "elastic_alpha": Option(0.0, rules.non_negative, "elastic distortion (Simard 2003): displacement scale in "
+                            "pixels; 0 is off", "elastic"),
+    "elastic_sigma": Option(4.0, rules.positive, "smoothness of its displacement field (Gaussian sigma, pixels)"),
+    "erase_p": Option(0.0, rules.probability, "probability of erasing one random rectangle (random erasing)",
+                      "erase"),
+    "erase_scale": Option((0.02, 0.2), _range(lambda lo, hi: 0 < lo <= hi <= 1, "must be [low, high] area "
+                          "fractions with 0 < low <= high <= 1"), "its area, as a fraction of the image's"),
+    "erase_ratio": Option((0.3, 3.3), _range(lambda lo, hi: 0 < lo <= hi, "must be [low, high] aspect ratios "
+                          "with 0 < low <= high"), "its aspect ratio (height / width), log-uniform"),
+}
+
+DEFAULTS = {name: list(o.default) if isinstance(o.default, tuple) else o.default for name, o in OPTIONS.items()}
+
+
+def check(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Every option's value (defaults filled in), each checked by its rule; an unknown name is refused."""
+    unknown = [name for name in settings if name not in OPTIONS]
+    if unknown:
+        raise ConfigError(f"augment.{unknown[0]}: not an augmentation option; choose from {', '.join(OPTIONS)}")
+    return {name: option.check(f"augment.{name}", settings.get(name, option.default))
+            for name, option in OPTIONS.items()}
