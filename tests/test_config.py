@@ -6,7 +6,8 @@ from omegaconf import OmegaConf
 
 from mnistlab.config.compose import CONFIG_DIR, compose, group_options
 from mnistlab.errors import ConfigError
-from mnistlab.training.build import build_model, check_buildable
+from mnistlab.training.build import build_model
+from mnistlab.training.preflight import check_buildable
 
 
 def test_every_group_has_its_options():

@@ -27,10 +27,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from .config.devices import ALIASES, DEVICES, check_device
+from .config.devices import ALIASES, DEVICES, check_device, machine
 from .errors import ConfigError, report_errors, silence_library_noise
 from .io import json_line, update_section
-from .perf.machine import machine
 from .perf.progress import Progress
 from .perf.variants import ALL_VARIANTS, MODELS, VARIANTS
 

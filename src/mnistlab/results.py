@@ -24,9 +24,9 @@ from typing import Any
 from omegaconf import DictConfig
 
 from .cli import hydra_command
+from .config.devices import machine
 from .errors import ConfigError
 from .perf import results_figure
-from .perf.machine import machine
 from .perf.progress import Progress
 from .perf.runs import check_experiments, metrics_file, publish, run_one, train_command
 

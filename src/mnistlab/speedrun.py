@@ -19,9 +19,9 @@ from omegaconf import DictConfig
 
 from .cli import hydra_command
 from .config.compose import compose
+from .config.devices import machine
 from .errors import ConfigError
 from .io import json_line, write_json
-from .perf.machine import machine
 from .perf.progress import Progress
 from .perf.runs import check_experiments, publish, run_one
 

@@ -1,14 +1,16 @@
-"""The one device rule of every command: ``device=auto|cpu|cuda|mps`` (train, evaluate, predict, demo,
-bench), which device that names here, and one line where it asks for hardware PyTorch does not see.
-
-``auto`` is Lightning's choice: a CUDA GPU, else an Apple GPU (MPS), else the CPU. ``gpu`` (Lightning's
-name for a CUDA GPU, ``trainer.accelerator=gpu``) is taken as ``cuda``.
+"""The devices of this machine. One rule for every command's ``device=auto|cpu|cuda|mps`` (train,
+evaluate, predict, demo, bench): which device that names here, and one line where it asks for hardware
+PyTorch does not see. ``auto`` is Lightning's choice: a CUDA GPU, else an Apple GPU (MPS), else the CPU;
+``gpu`` (Lightning's name for a CUDA GPU, ``trainer.accelerator=gpu``) is taken as ``cuda``.
+``machine()`` says in one line what a number was measured on.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import platform
+from pathlib import Path
 
 from ..errors import ConfigError
 
@@ -67,3 +69,19 @@ def nvml_loads() -> bool:
     except OSError:
         return False
     return True
+
+
+def machine() -> str:
+    """This machine, as a measured number's context: GPU or CPU model, cores, torch and Python versions."""
+    import torch
+
+    if torch.cuda.is_available():
+        device = f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores"
+    else:
+        model = ""
+        cpuinfo = Path("/proc/cpuinfo")
+        if cpuinfo.is_file():
+            model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
+                          if ln.startswith("model name")), "")
+        device = f"{model or platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU"
+    return f"{device}; torch {torch.__version__}; Python {platform.python_version()}"

@@ -80,15 +80,13 @@ def distinct_outputs(**paths: Path | None) -> None:
 
 def refuse_to_overwrite(run_dir: Path, ckpt_path: str | None) -> None:
     """A run directory that holds an earlier run's checkpoints is never written into again,
-    except to resume that very run from one of them."""
+    except to resume that very run from one of them (whose file ``models.checkpoint`` then reads or refuses)."""
     ckpt_dir = run_dir / "checkpoints"
     earlier = sorted(ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
     resuming_here = ckpt_path is not None and Path(ckpt_path).resolve().parent == ckpt_dir.resolve()
     if earlier and not resuming_here:
         raise ConfigError(f"{run_dir} already holds checkpoints of an earlier run; choose another hydra.run.dir "
                           f"or resume that run with: {resume_command(ckpt_dir / 'last.ckpt')}")
-    if ckpt_path is not None and not Path(ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file")
 
 
 def resume_in_place(config: DictConfig) -> None:

@@ -18,7 +18,8 @@ import torch
 
 from ..config.compose import compose
 from ..models import inference
-from ..training.build import build, check_buildable
+from ..training.build import build
+from ..training.preflight import check_buildable
 from .baselines import StepTimer, bare_loop, lightning_floor, textbook_loader, trainer_limits
 from .variants import ALL_VARIANTS, RATIOS
 

@@ -1,9 +1,7 @@
-"""A composed config -> the DataModule, LightningModule and Trainer it describes, and the pre-flight that
-builds the cheap parts first so every owner checks its own values before anything is written."""
+"""A composed config -> the DataModule, LightningModule and Trainer it describes."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytorch_lightning as pl
@@ -14,7 +12,6 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary, ProgressBar
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from ..config.checks import check_config
 from ..config.devices import drop_failing_nvml_check
 from ..errors import ConfigError, user_error
 from .callbacks import CudaGraphCapture
@@ -48,30 +45,6 @@ def build_model(cfg: DictConfig, input_stats: tuple[float, float]):
     # .get: a group removed on the command line (``~optimizer``) is the module's to refuse, in its words
     return _instantiate(cfg.model, optimizer=cfg.get("optimizer"), scheduler=cfg.get("scheduler"),
                         regularization=cfg.get("regularization"), input_mean=mean, input_std=std, _recursive_=False)
-
-
-def check_buildable(cfg: DictConfig):
-    """Every value checked by its owner, before any data is loaded or file written: the Trainer-level
-    checks, then the DataModule, the model, its optimizer and its schedule are built (milliseconds).
-    Returns the model, on the ``meta`` device (shapes only)."""
-    check_config(cfg)
-    with torch.device("meta"):  # shapes without memory: a network of absurd size is refused, not allocated
-        model = build_model(cfg, build_datamodule(cfg).input_stats)
-    check_memory(sum(p.numel() for p in model.parameters()), cfg)
-    model.build_scheduler(model.build_optimizer(), total_steps=1000)
-    return model
-
-
-def check_memory(parameters: int, cfg: DictConfig) -> None:
-    """Training holds four float32 copies of each parameter (weights, gradients, two Adam moments)."""
-    need = parameters * 4 * 4
-    memory = {"RAM": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}
-    if torch.cuda.is_available() and cfg.trainer.get("accelerator") != "cpu":
-        memory["GPU memory"] = torch.cuda.get_device_properties(0).total_memory
-    for kind, have in memory.items():
-        if need > have:
-            raise ConfigError(f"model.net: {parameters:,} parameters need about {need / 2**30:,.0f} GiB to train, "
-                              f"more than this machine's {have / 2**30:.0f} GiB of {kind}; make the network smaller")
 
 
 # Lightning adds its own progress bar (refreshed every step), model summary (a forward pass and a table,

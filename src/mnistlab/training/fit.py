@@ -12,15 +12,17 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 
+from ..config.devices import machine
 from ..config.rundir import refuse_to_overwrite
 from ..errors import record_in_run_log, silence_library_noise, user_error
 from ..io import write_json
 from ..models.checkpoint import check_resumable, load_checkpoint
-from ..perf.machine import machine
 from ..tuning.trial import reporting_callbacks
-from .build import build, check_buildable
+from . import preflight
+from .build import build
 from .callbacks import EMA, CudaGraphCapture, DeviceWarmup, EpochHistory, SpeedMonitor
 from .loggers import LoggerRuns, continue_runs
+from .preflight import check_buildable
 from .reliability import InterruptCheckpoint, signal_exit_codes
 from .resume import continue_job
 
@@ -42,66 +44,94 @@ def logged_hparams(cfg: DictConfig) -> dict[str, Any]:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job described by a composed config; returns the metrics written to metrics.json."""
     silence_library_noise()
-    check_buildable(cfg)
+    checked = preflight.passed()  # by the Hydra callback; a sweep's jobs and runs started from Python are not
+    if not checked:
+        check_buildable(cfg)
     run_dir = Path(cfg.trainer.default_root_dir)
+    resume_from = start(cfg, run_dir)
+    speed = SpeedMonitor()
+    history = EpochHistory(speed)
+    # reporting_callbacks: Optuna's trial reporter when this job is a trial
+    datamodule, model, trainer = build(cfg, extra_callbacks=[speed, history, LoggerRuns(), *reporting_callbacks()])
+    if resume_from is not None and not checked:
+        check_resumable(resume_from, model, cfg.ckpt_path)
+    with signal_exit_codes(trainer):  # 130 for Ctrl+C, 143 for SIGTERM, in every phase
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    # read now: testing a checkpoint restores callback states, the timer's and early stopping's included
+    logged = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    record = fit_record(trainer, datamodule, speed, history)
+    best = checkpoint_to_test(trainer, cfg)
+    with signal_exit_codes(trainer):
+        test_results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    metrics = run_metrics(cfg, trainer, model, {**logged, **(test_results[0] if test_results else {})}, record,
+                          best)
+    if trainer.is_global_zero:
+        finish(run_dir, trainer, cfg, metrics)
+    return metrics
+
+
+def start(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """Refuse to overwrite another run, continue a resumed one's logger runs, seed everything. Returns the
+    checkpoint a resume continues."""
     ckpt_path = cfg.get("ckpt_path")
     refuse_to_overwrite(run_dir, ckpt_path)
     resume_from = load_checkpoint(ckpt_path) if ckpt_path else None  # weights_only: never runs pickled code
     if resume_from is not None:
         continue_runs(cfg, resume_from)  # the MLflow and W&B runs it logged to
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    return resume_from
 
-    speed = SpeedMonitor()
-    history = EpochHistory(speed)
-    # reporting_callbacks: Optuna's trial reporter when this job is a trial
-    datamodule, model, trainer = build(cfg, extra_callbacks=[speed, history, LoggerRuns(), *reporting_callbacks()])
 
-    if resume_from is not None:
-        check_resumable(resume_from, model, ckpt_path)
-    with signal_exit_codes(trainer):  # 130 for Ctrl+C, 143 for SIGTERM, in every phase
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    # read now: testing a checkpoint restores callback states, the timer's and early stopping's included
-    fit_seconds, images_per_second, curve = speed.fit_seconds, speed.images_per_second, list(history.rows)
-    stopped_early = bool(getattr(trainer.early_stopping_callback, "stopped_epoch", 0))
-    # passes over the training set: fractional when max_steps stops a run mid-epoch
-    epochs = round(speed.train_images / len(datamodule.train_set[1]), 2)
+def fit_record(trainer, datamodule, speed: SpeedMonitor, history: EpochHistory) -> dict[str, Any]:
+    """How the fit went: passes over the data, steps, time, speed, learning curve."""
     warmups = [c for c in trainer.callbacks if isinstance(c, (DeviceWarmup, CudaGraphCapture))]
+    return {
+        # passes over the training set: fractional when max_steps stops a run mid-epoch
+        "epochs": round(speed.train_images / len(datamodule.train_set[1]), 2),
+        "global_step": trainer.global_step,
+        "fit_seconds": round(speed.fit_seconds, 3),
+        "warmup_seconds": round(sum(c.seconds for c in warmups), 3),  # start-up, CUDA graph capture included
+        "train_images_per_second": round(speed.images_per_second, 1),
+        "stopped_early": bool(getattr(trainer.early_stopping_callback, "stopped_epoch", 0)),
+        "history": list(history.rows),  # the learning curve: one row per validation
+    }
+
+
+def checkpoint_to_test(trainer, cfg: DictConfig) -> str:
+    """The best checkpoint (``test_best``), or "" for the final weights."""
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None and cfg.get("test_best", True) else ""
     if best and not Path(best).is_file():  # deleted since (a resumed run remembers it)
         print(f"warning: the best checkpoint {best} is gone; testing the final weights", file=sys.stderr)
         best = ""
-    with signal_exit_codes(trainer):
-        test_results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    return best
 
-    metrics: dict[str, Any] = {**fit_metrics, **(test_results[0] if test_results else {})}
-    metrics.update(restored_validation(metrics, model, curve))
+
+def run_metrics(cfg: DictConfig, trainer, model, logged: dict[str, float], record: dict[str, Any], best: str):
+    """metrics.json: what the fit and the test logged, how the fit went, what was tested, what it ran on."""
+    curve = record.pop("history")
+    metrics: dict[str, Any] = {**logged, **restored_validation(logged, model, curve), **record}
     metrics.update(
-        epochs=epochs,
-        global_step=trainer.global_step,
-        fit_seconds=round(fit_seconds, 3),
-        warmup_seconds=round(sum(c.seconds for c in warmups), 3),  # start-up, CUDA graph capture included
-        train_images_per_second=round(images_per_second, 1),
         best_checkpoint=best or None,
         # what the test saw: with EMA the checkpoints and the final weights hold the average
         tested_weights=("EMA average, " if any(isinstance(c, EMA) for c in trainer.callbacks) else "")
         + ("best checkpoint" if best else "final weights"),
         parameters=sum(p.numel() for p in model.net.parameters()),
-        stopped_early=stopped_early,
         seed=cfg.seed,
         dataset=cfg.data.dataset,
         machine=machine(),
         torch=torch.__version__,
-        history=curve,  # the learning curve: one row per validation
+        history=curve,
     )
-    if trainer.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "metrics.json", metrics)
-        # the run has ended whole: an interrupt's checkpoint from before would resume an older state
-        (run_dir / "checkpoints" / f"{InterruptCheckpoint.FILENAME}.ckpt").unlink(missing_ok=True)
-        close_loggers(trainer, cfg, metrics)
     return metrics
+
+
+def finish(run_dir: Path, trainer, cfg: DictConfig, metrics: dict[str, Any]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "metrics.json", metrics)
+    # the run has ended whole: an interrupt's checkpoint from before would resume an older state
+    (run_dir / "checkpoints" / f"{InterruptCheckpoint.FILENAME}.ckpt").unlink(missing_ok=True)
+    close_loggers(trainer, cfg, metrics)
 
 
 def restored_validation(metrics: dict[str, Any], model, curve: list[dict]) -> dict[str, float]:
