@@ -2,10 +2,10 @@
 
 
 import pytest
+from fake_data import make_dataset
 
 from mnistlab.config.compose import compose, group_options
 
-from conftest import make_dataset
 from helpers import run_train, synthetic_overrides
 
 EXPERIMENTS = group_options("experiment")

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fake_data import make_dataset, synthetic_digits, write_idx
 from omegaconf import read_write
 from PIL import Image
 
@@ -35,7 +36,6 @@ from mnistlab.errors import CheckpointError, DataError
 from mnistlab.models import checkpoint as checkpoints
 from mnistlab.models.checkpoint import load_checkpoint, load_model
 
-from conftest import make_dataset, synthetic_digits, write_idx
 from helpers import FAST, command, run_train, synthetic_overrides
 
 TESTS = Path(__file__).resolve().parent

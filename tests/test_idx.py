@@ -3,11 +3,10 @@ import gzip
 import numpy as np
 import pytest
 import torch
+from fake_data import write_idx
 
 from mnistlab.data.idx import read_idx, read_images_and_labels
 from mnistlab.errors import DataError
-
-from conftest import write_idx
 
 
 def test_reads_uint8_images_and_gzip(tmp_path):

@@ -10,13 +10,13 @@ import time
 import numpy as np
 import pytest
 import torch
+from fake_data import make_dataset, write_idx
 
 from mnistlab.config.overrides import resume_command
 from mnistlab.data.datasets import SPLIT_FILES
 from mnistlab.errors import CheckpointError, DataError
 from mnistlab.training.reliability import DivergenceError
 
-from conftest import make_dataset, write_idx
 from helpers import FAST, Payload, command, run_train, synthetic_overrides
 
 

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from fake_data import write_idx
 from PIL import Image
 
 from mnistlab.data.datasets import load_split
@@ -19,7 +20,6 @@ from mnistlab.models.classifier import CNNClassifier
 from mnistlab.models.exporting import export, max_difference, network_from_checkpoint
 from mnistlab.models.filters import classic_kernels, filter_image, learned_panels
 
-from conftest import write_idx
 from helpers import SPEEDRUN_NET, Payload, command, run_train
 
 

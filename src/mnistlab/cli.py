@@ -10,7 +10,8 @@ from typing import TypeVar
 
 from .config.compose import CONFIG_DIR, check_required, compose, in_multirun, tool_help
 from .config.rundir import discard_if_unused
-from .errors import ConfigError, debug_enabled, library_logs_in_run_log, report_errors
+from .errors import ConfigError, debug_enabled, report_errors
+from .logs import library_logs_in_run_log
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import ConfigError, DiskFullError
+from .errors import DiskFullError
 
 HOST_NAME = socket.gethostname()
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", HOST_NAME)[:32] or "host"
@@ -134,14 +134,3 @@ def process_alive(pid: int) -> bool:
     except PermissionError:  # someone else's live process
         return True
     return True
-
-
-def update_section(path: Path, section: str, text: str) -> None:
-    """Replace what stands between ``<!-- section:start -->`` and ``<!-- section:end -->`` in a Markdown file."""
-    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
-    content = path.read_text()
-    if start not in content or end not in content:
-        raise ConfigError(f"{path}: no {start} ... {end} section to replace")
-    head, rest = content.split(start, 1)
-    _, tail = rest.split(end, 1)
-    write_text(path, f"{head}{start}\n{text}{end}{tail}")

@@ -3,7 +3,7 @@ classifier, schedule) checks its own keys with these, so a rule and its message 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import ConfigError
@@ -51,6 +51,15 @@ def open_fraction(key: str, value: Any) -> float:
 
 def probability(key: str, value: Any) -> float:
     return check(key, value, lambda v: 0 <= v <= 1, "is a probability and must be in [0, 1]")
+
+
+def pair(key: str, value: Any, ok: Callable[[float, float], bool], rule: str) -> tuple[float, float]:
+    """Two numbers for which ``ok(first, second)`` holds (a range, Adam's betas), else one line."""
+    numbers = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else ()
+    if len(numbers) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers) \
+            or not ok(*numbers):
+        raise ConfigError(f"{key} {rule}, got {list(value) if numbers else value}")
+    return float(numbers[0]), float(numbers[1])
 
 
 def switch(key: str, value: Any) -> bool:

@@ -7,7 +7,7 @@ entry here and the line in ``augment.py`` that applies it. Plain Python, no torc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,16 +23,7 @@ def _below_one(key: str, value: Any) -> float:
 
 
 def _range(ok: Callable[[float, float], bool], rule: str) -> Callable[[str, Any], tuple[float, float]]:
-    """A ``[low, high]`` pair obeying ``ok``."""
-
-    def check(key: str, value: Any) -> tuple[float, float]:
-        pair = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else ()
-        if len(pair) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair) \
-                or not ok(*pair):
-            raise ConfigError(f"{key} {rule}, got {value}")
-        return float(pair[0]), float(pair[1])
-
-    return check
+    return lambda key, value: rules.pair(key, value, ok, rule)
 
 
 @dataclass(frozen=True)

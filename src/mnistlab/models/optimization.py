@@ -25,10 +25,9 @@ def check_optimizer(spec: Mapping[str, Any]) -> None:
         rules.non_negative("optimizer.weight_decay", spec["weight_decay"])
     if spec.get("momentum") is not None:
         rules.fraction("optimizer.momentum", spec["momentum"])
-    betas = spec.get("betas")
-    if betas is not None and (len(betas) != 2 or not all(
-            isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
-        raise ConfigError(f"optimizer.betas must be two numbers in [0, 1), got {list(betas)}")
+    if spec.get("betas") is not None:
+        rules.pair("optimizer.betas", spec["betas"], lambda b1, b2: 0 <= b1 < 1 and 0 <= b2 < 1,
+                   "must be two numbers in [0, 1)")
 
 
 def build_optimizer(spec: Mapping[str, Any] | None, params: Iterable[torch.nn.Parameter], *,

@@ -10,7 +10,8 @@ from typing import Any
 
 from ..config.compose import group_options
 from ..errors import ConfigError, MnistlabError
-from ..io import update_section, write_text
+from ..io import write_text
+from .doc_sections import update_section
 from .progress import Progress, checkpoint_status
 
 

@@ -14,8 +14,9 @@ from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 
 from ..config.devices import machine
 from ..config.rundir import refuse_to_overwrite
-from ..errors import record_in_run_log, silence_library_noise, user_error
+from ..errors import user_error
 from ..io import write_json
+from ..logs import record_in_run_log, silence_library_noise
 from ..models.checkpoint import check_resumable, load_checkpoint
 from ..tuning.trial import reporting_callbacks
 from . import preflight
