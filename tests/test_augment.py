@@ -184,3 +184,48 @@ def test_elastic_and_erasing_run_on_the_gpu():
     gen = torch.Generator(device="cuda").manual_seed(0)
     out = BatchAugment(rotation=10, elastic_alpha=34, erase_p=0.5)(x, generator=gen)
     assert out.device.type == "cuda" and out.shape == x.shape
+
+
+def test_stroke_thickness_thickens_or_thins_each_chosen_digit():
+    digit = torch.zeros(64, 1, 28, 28)
+    digit[..., 8:20, 12:16] = 1.0  # a 4-pixel-wide upright stroke
+    out = BatchAugment(stroke_p=1.0, stroke_radius=2)(digit, generator=torch.Generator().manual_seed(0))
+    ink = (out > 0.5).flatten(1).sum(1)
+    widths = (out[:, 0, 14] > 0.5).sum(1)  # the stroke's width across its middle row
+    assert set(widths.tolist()) == {0, 2, 6, 8}  # eroded by 2 or 1, dilated by 1 or 2: each sample its own
+    assert (ink > 48).sum() > 20 and (ink < 48).sum() > 20  # both directions, about half each
+    untouched = BatchAugment(stroke_p=0.0)(digit, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(untouched, digit)
+
+
+def test_blur_spreads_ink_by_its_passes_and_keeps_its_sum():
+    dot = torch.zeros(200, 1, 28, 28)
+    dot[..., 14, 14] = 1.0
+    out = BatchAugment(blur_p=0.5, blur_passes=2)(dot, generator=torch.Generator().manual_seed(0))
+    spread = (out > 0).flatten(1).sum(1)
+    assert set(spread.tolist()) == {1, 9, 25}  # untouched, one 3x3 pass, two passes
+    assert 0.35 < (spread == 1).float().mean() < 0.65
+    assert torch.allclose(out.flatten(1).sum(1), torch.ones(200), atol=1e-5)  # blurring moves ink, adds none
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(stroke_p=1.5), "augment.stroke_p is a probability"),
+    (dict(stroke_radius=0), "augment.stroke_radius must be a whole number from 1 to 4, got 0"),
+    (dict(blur_passes=2.5), "augment.blur_passes must be a whole number, got 2.5"),
+    (dict(blurr_p=0.5), "augment.blurr_p: not an augmentation option"),
+])
+def test_writing_style_options_refuse_bad_values_in_one_line(settings, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        BatchAugment(**settings)
+
+
+def test_low_resolution_shrinks_then_enlarges_each_chosen_digit():
+    digit = torch.zeros(300, 1, 28, 28)
+    digit[..., 8:20, 13:15] = 1.0  # a sharp 2-pixel stroke
+    out = BatchAugment(lowres_p=0.5, lowres_side=8)(digit, generator=torch.Generator().manual_seed(0))
+    soft = ((out > 0.02) & (out < 0.98)).flatten(1).any(1)  # grey edges: shrunk and enlarged again
+    assert 0.4 < soft.float().mean() < 0.6  # p 0.5: half of them, each at one of three sides
+    assert torch.equal(out[~soft], digit[~soft])  # the others untouched
+    widths = {int((o[0, 14] > 0.02).sum()) for o in out[soft]}
+    assert len(widths) == 3  # three sides, three blurs of the same stroke
+    assert (out.flatten(1).sum(1) / digit.flatten(1).sum(1)).sub(1).abs().max() < 0.3  # ink kept, roughly

@@ -212,6 +212,7 @@ def test_results_tabulates_finished_runs_without_training(tiny_run, tmp_path):
     assert 1.8 * height < width < 3.5 * height and f"figure: {tmp_path / 'results.png'}" in result.stderr
     row = next(line for line in (tmp_path / "results.md").read_text().splitlines() if line.startswith("| `keras_cnn`"))
     assert f"| {metrics['test/acc'] * 100:.2f} ± 0.00 |" in row and f"| {metrics['parameters']} |" in row
+    assert f"| {metrics['test/uci_acc'] * 100:.1f} ± 0.0 |" in row  # other writers' digits, beside MNIST's
     assert "(at " not in result.stderr and result.stderr.count("reused") == 2  # nothing was trained
     bad = command("results", "experiments=[nope]")
     assert bad.returncode == 2 and "unknown experiment(s) ['nope']" in bad.stderr

@@ -1,4 +1,5 @@
-"""``python -m mnistlab.demo ckpt_path=PATH [host=127.0.0.1] [port=7860]``: draw a digit in the browser."""
+"""``python -m mnistlab.demo [ckpt_path=PATH] [host=127.0.0.1] [port=7860]``: draw a digit in the browser
+(without ``ckpt_path``, with the packaged default model)."""
 
 from __future__ import annotations
 
@@ -26,17 +27,19 @@ def check_port_free(host: str, port: int) -> None:
 
 def run(cfg: DictConfig) -> None:
     from .config.devices import resolve_device
-    from .models.checkpoint import load_model
+    from .models.checkpoint import default_model_line, load_model
 
     port = rules.check("port", cfg.port, lambda v: 1 <= v <= 65535, "must be in 1-65535", whole=True)
     host = str(cfg.host)
     # the checkpoint is refused, and the port found taken, before anything serves
     module, checkpoint = load_model(cfg.ckpt_path, map_location=resolve_device(cfg.device))
+    if cfg.ckpt_path is None:
+        print(default_model_line(), file=sys.stderr)
     check_port_free(host, port)
     from .web.app import THEME, DigitDemo, build_app  # gradio: imported only to serve
 
     with tempfile.TemporaryDirectory(prefix="mnistlab-demo-") as scratch:
-        app = build_app(DigitDemo(module, checkpoint, cfg.ckpt_path, cfg.data_dir), Path(scratch))
+        app = build_app(DigitDemo(module, checkpoint, cfg.ckpt_path, cfg.data_dir, cfg.unsure_below), Path(scratch))
         app.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, theme=THEME,
                    ssr_mode=False, footer_links=[], show_error=True)
         print(f"mnistlab demo: http://{host}:{port}  (Ctrl+C stops it)", flush=True)

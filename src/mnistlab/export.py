@@ -1,12 +1,16 @@
-"""``python -m mnistlab.export ckpt_path=PATH format=onnx|torchscript output=FILE``: a standalone model.
+"""``python -m mnistlab.export ckpt_path=PATH format=onnx|torchscript|safetensors output=FILE``: a model file.
 
-The exported graph is the network itself: it takes a float32 batch ``[N, 1, 28, 28]`` of pixels in [0, 1]
-(it standardizes them itself) and returns logits ``[N, 10]``; the batch size is dynamic.
+ONNX and TorchScript hold the network itself: it takes a float32 batch ``[N, 1, 28, 28]`` of pixels in [0, 1]
+(it standardizes them itself) and returns logits ``[N, 10]``; the batch size is dynamic. Safetensors holds
+the weights with the model's config and its run's record (accuracies, the training command) in the header:
+what every mnistlab tool loads as ``ckpt_path=`` without pickle, and the packaged default model's format.
 """
 
 from __future__ import annotations
 
+import shlex
 import sys
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -14,18 +18,25 @@ from .cli import hydra_command
 from .config.rundir import output_path
 from .errors import ConfigError
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "safetensors")
 
 
 def run(cfg: DictConfig) -> None:
     from .data.datamodule import MNISTDataModule  # torch loads only to run
-    from .models.exporting import export, max_difference, network_from_checkpoint
+    from .models.checkpoint import load_model
+    from .models.exporting import export, export_safetensors, max_difference, network_from_checkpoint
+
+    def model_of(path):
+        return load_model(path)[0]
 
     if cfg.format not in FORMATS:
         raise ConfigError(f"format={cfg.format}: choose one of {', '.join(FORMATS)}")
     output = output_path("output", cfg.output, cfg.overwrite)
     model, checkpoint = network_from_checkpoint(cfg.ckpt_path)
-    export(model, cfg.format, output)
+    if cfg.format == "safetensors":
+        export_safetensors(model_of(cfg.ckpt_path), checkpoint, output, run_record(cfg.ckpt_path))
+    else:
+        export(model, cfg.format, output)
     message = f"exported {cfg.format} to {output} ({output.stat().st_size / 1e6:.2f} MB)"
     if cfg.verify:
         datamodule = MNISTDataModule.for_checkpoint(checkpoint, cfg.data_dir)
@@ -34,6 +45,27 @@ def run(cfg: DictConfig) -> None:
         message += f"; max |difference| to PyTorch on {len(images)} test digits: " \
                    f"{max_difference(model, cfg.format, output, images):.2e}"
     print(message, file=sys.stderr)
+
+
+def run_record(ckpt_path) -> dict:
+    """What a safetensors export keeps of its run: the test accuracies (MNIST, other writers) from the run's
+    metrics.json and the command that trained it (its .hydra/ overrides)."""
+    import json
+    from datetime import date
+
+    from omegaconf import OmegaConf
+
+    from .config.resume import run_of
+
+    run = run_of(ckpt_path)
+    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    overrides_file = run / ".hydra" / "overrides.yaml"
+    overrides = [o for o in OmegaConf.load(overrides_file) if not o.startswith("hydra.")] \
+        if overrides_file.is_file() else []
+    return {"accuracy": {"MNIST test": metrics.get("test/acc"), "UCI digits": metrics.get("test/uci_acc")},
+            "trained_by": shlex.join(["python", "-m", "mnistlab.train", *overrides]) if overrides_file.is_file()
+            else None,
+            "from": Path(ckpt_path).name, "exported": f"{date.today():%Y-%m-%d}"}
 
 
 main = hydra_command("export", run)

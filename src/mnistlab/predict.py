@@ -41,7 +41,7 @@ def run(cfg: DictConfig) -> None:
     from .data.datasets import dataset_info
     from .data.inputs import expand_inputs, load_inputs
     from .models import inference
-    from .models.checkpoint import dataset_of, load_model
+    from .models.checkpoint import dataset_of, default_model_line, load_model
     from .plots import digits_figure, save
 
     output = output_path("output", cfg.output, cfg.overwrite)
@@ -49,6 +49,8 @@ def run(cfg: DictConfig) -> None:
     distinct_outputs(output=output, plot=plot)
     files = expand_inputs(str(cfg.inputs))
     module, checkpoint = load_model(cfg.ckpt_path, map_location=resolve_device(cfg.device))
+    if cfg.ckpt_path is None:
+        print(default_model_line(), file=sys.stderr)
     info = dataset_info(dataset_of(checkpoint))
     loaded = list(load_inputs(files))
     names = [name for name, _, _ in loaded]

@@ -48,6 +48,13 @@ def _seconds(runs: list[dict[str, Any]]) -> str:
     return _mean_std(values, digits=1 if statistics.fmean(values) < 100 else 0)  # a speedrun's 6.0, not 6
 
 
+def _cross_writer(runs: list[dict[str, Any]]) -> str:
+    """The MNIST runs' accuracy on handwriting by other writers (``test/uci_acc``); "—" where a run has none
+    (Fashion-MNIST, or a run from before mnistlab measured it)."""
+    values = [r["test/uci_acc"] for r in runs if r.get("test/uci_acc") is not None]
+    return _mean_std(values, 100, digits=1) if len(values) == len(runs) else "—"
+
+
 def _provenance(command_line: Sequence[str]) -> str:
     return (f"Measured {date.today():%Y-%m-%d} on {machine()}; produced by "
             f"`python -m mnistlab.results {' '.join(shlex.quote(a) for a in command_line)}`.")
@@ -56,9 +63,9 @@ def _provenance(command_line: Sequence[str]) -> str:
 def table(rows: dict[str, list[dict[str, Any]]], seeds: dict[str, list[int]], overrides: Sequence[str],
           command_line: Sequence[str]) -> str:
     lines = [
-        "| experiment | parameters | test accuracy % (mean ± std) | per seed | epochs | fit s | train img/s "
-        "| command |",
-        "|---|---:|---:|---|---:|---:|---:|---|",
+        "| experiment | parameters | test accuracy % (mean ± std) | per seed | UCI digits % | epochs | fit s "
+        "| train img/s | command |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     for experiment, runs in rows.items():
         accs = [r["test/acc"] for r in runs]
@@ -69,7 +76,8 @@ def table(rows: dict[str, list[dict[str, Any]]], seeds: dict[str, list[int]], ov
             command = command.replace("mnistlab.train", "mnistlab.train -m")
         lines.append(
             f"| `{experiment}` | {runs[0].get('parameters', '')} | {_mean_std(accs, 100)} | "
-            f"{' / '.join(f'{a * 100:.2f}' for a in accs)} | {_epochs(runs)} | {_seconds(runs)} | "
+            f"{' / '.join(f'{a * 100:.2f}' for a in accs)} | {_cross_writer(runs)} | {_epochs(runs)} | "
+            f"{_seconds(runs)} | "
             f"{_mean_std([r['train_images_per_second'] for r in runs], digits=0)} | `{command}` |"
         )
     lines += ["", _provenance(command_line)]

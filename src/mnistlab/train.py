@@ -22,6 +22,8 @@ def print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
         ("run dir", str(run_dir)),
         ("test accuracy", f"{metrics.get('test/acc', float('nan')):.4f}"),
         ("test loss", f"{metrics.get('test/loss', float('nan')):.4f}"),
+        *([("other writers' digits", f"{metrics['test/uci_acc']:.4f} (UCI, through predict's preprocessing)")]
+          if metrics.get("test/uci_acc") is not None else []),
         ("best val accuracy", f"{best_val:.4f}" if best_val is not None else "none (this run validates nothing)"),
         # an epoch is one pass over the training images: a fraction when max_steps ends the run mid-epoch
         ("training", f"{metrics.get('global_step')} steps, {metrics.get('epochs')} passes over the data; "

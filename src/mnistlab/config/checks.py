@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError
 from . import rules
+from .compose import group_options
 from .devices import ALIASES, DEVICES
 from .devices import check_device as check_device_named
 from .resume import RESUME_CHANGES
@@ -116,6 +117,8 @@ def check_config(cfg: DictConfig) -> None:
         check_arguments(key, OmegaConf.select(cfg, key, default=None))
     for section in ("callbacks", "logger"):
         for name, node in (cfg.get(section) or {}).items():
+            if isinstance(node, DictConfig) and "_target_" not in node and name in group_options(section):
+                continue  # a recipe's settings for a logger this run does not use (speedrun with logger=csv)
             check_arguments(f"{section}.{name}", node)
     for key in ("trainer.max_epochs", "trainer.max_steps"):
         value = OmegaConf.select(cfg, key, default=None)

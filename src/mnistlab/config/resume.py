@@ -24,7 +24,8 @@ MAY_CHANGE = (
     "trainer.enable_model_summary", "trainer.accelerator", "trainer.devices", "trainer.num_nodes",
     "trainer.strategy", "trainer.profiler", "trainer.fast_dev_run",
     "logger", "callbacks.progress_bar", "callbacks.model_summary", "callbacks.tensorboard_visuals",
-    "callbacks.lr_monitor", "data.data_dir", "data.download", "data.num_workers", "data.eval_batch_size",
+    "callbacks.lr_monitor", "callbacks.cross_writer", "data.data_dir", "data.download", "data.num_workers",
+    "data.eval_batch_size",
     "ckpt_path", "resume_changes", "test_best", "optimized_metric", "device",
 )
 # What one resume's command says for itself only: never replayed into the next one.

@@ -1,7 +1,8 @@
 """Batched per-sample augmentation that runs on whatever device the batch is on.
 
 Every image gets its own random rotation, shift, scale, flips, elastic distortion (Simard et al. 2003),
-brightness, contrast and erased rectangle (random erasing, Zhong et al. 2020), and the whole batch is
+stroke thickness, blur, brightness, contrast and erased rectangle (random erasing, Zhong et al. 2020), and
+the whole batch is
 transformed at once: the affine map and the elastic displacement field make one sampling grid, so one
 ``grid_sample`` call moves every pixel. No per-sample Python runs and nothing waits on the host, so on a
 GPU the work stays on the GPU (torchvision's v2 transforms draw one set of parameters per call, not per
@@ -92,8 +93,20 @@ class BatchAugment(torch.nn.Module):
         h, w = images.shape[-2:]
         field = displacement_field(n, h, w, self.elastic_alpha, self.elastic_sigma, generator, images) \
             if self.uses("elastic") else None
-        images = apply(images, params, geometric=self.uses("geometric"), photometric=self.uses("photometric"),
-                       displacement=field)
+        images = apply(images, params, geometric=self.uses("geometric"), photometric=False, displacement=field)
+        if self.uses("stroke") or self.uses("blur") or self.uses("lowres"):
+            draws = torch.rand(6, n, device=device, generator=generator)
+            if self.uses("stroke"):
+                images = stroke_width(images, draws[0] < self.stroke_p, draws[1] < 0.5,
+                                      radius_choice(draws[2], self.stroke_radius), self.stroke_radius)
+            if self.uses("blur"):  # below blur_p, draws[3] / blur_p is uniform in [0, 1) again
+                passes = (draws[3] < self.blur_p) * radius_choice(draws[3] / self.blur_p, self.blur_passes)
+                images = blur(images, passes, self.blur_passes)
+            if self.uses("lowres"):
+                images = low_resolution(images, draws[4] < self.lowres_p, radius_choice(draws[5], 3),
+                                        lowres_sides(self.lowres_side))
+        if self.uses("photometric"):
+            images = apply(images, params, geometric=False, photometric=True)
         if self.uses("erase"):
             mask = erase_masks(n, h, w, self.erase_p, self.erase_scale, self.erase_ratio, device, generator)
             images = images.masked_fill(mask, 0.0)
@@ -101,6 +114,58 @@ class BatchAugment(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{name}={value}" for name, value in self.settings.items())
+
+
+def radius_choice(uniform: torch.Tensor, largest: int) -> torch.Tensor:
+    """Per-sample whole numbers uniform in ``1..largest`` from uniform draws in [0, 1)."""
+    return (uniform * largest).long().clamp(0, largest - 1) + 1
+
+
+def stroke_width(images: torch.Tensor, chosen: torch.Tensor, thicker: torch.Tensor, radius: torch.Tensor,
+                 largest: int) -> torch.Tensor:
+    """Thicker (grey-level dilation: a 3x3 max) or thinner (erosion: a 3x3 min) strokes by ``radius`` passes
+    (at most ``largest``) for the ``chosen`` samples; every pass is computed for the whole batch and each
+    sample takes its own, so nothing waits on the host (``radius.max()`` would)."""
+    out, dilated, eroded = images, images, images
+    for step in range(1, largest + 1):
+        dilated = F.max_pool2d(dilated, 3, stride=1, padding=1)
+        eroded = -F.max_pool2d(-eroded, 3, stride=1, padding=1)
+        take = (chosen & (radius == step)).view(-1, 1, 1, 1)
+        out = torch.where(take, torch.where(thicker.view(-1, 1, 1, 1), dilated, eroded), out)
+    return out
+
+
+def lowres_sides(smallest: int) -> tuple[int, int, int]:
+    """Three sides from ``smallest`` to 20 pixels (a 28x28 MNIST digit's ink fills about 20x20)."""
+    return smallest, round((smallest + 20) / 2), 20
+
+
+def low_resolution(images: torch.Tensor, chosen: torch.Tensor, level: torch.Tensor,
+                   sides: tuple[int, ...]) -> torch.Tensor:
+    """The ``chosen`` samples shrunk to ``sides[level - 1]`` pixels a side (area averaging) and enlarged back
+    (bilinear); every side is computed for the whole batch and each sample takes its own (no host sync)."""
+    out = images
+    for index, side in enumerate(sides, start=1):
+        small = F.interpolate(images, size=(side, side), mode="area")
+        back = F.interpolate(small, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        out = torch.where((chosen & (level == index)).view(-1, 1, 1, 1), back, out)
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _binomial(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    taps = torch.tensor([1.0, 2.0, 1.0], device=device, dtype=dtype)
+    return (taps[:, None] * taps[None, :] / 16).view(1, 1, 3, 3)
+
+
+def blur(images: torch.Tensor, passes: torch.Tensor, largest: int) -> torch.Tensor:
+    """Each sample blurred by its own number of 3x3 binomial passes (0: unchanged; at most ``largest``)."""
+    kernel = _binomial(images.device, images.dtype).expand(images.shape[1], 1, 3, 3)
+    out, blurred = images, images
+    for step in range(1, largest + 1):
+        blurred = F.conv2d(blurred, kernel, padding=1, groups=images.shape[1])
+        out = torch.where((passes == step).view(-1, 1, 1, 1), blurred, out)
+    return out
 
 
 @functools.lru_cache(maxsize=8)

@@ -22,6 +22,14 @@ def _below_one(key: str, value: Any) -> float:
     return value
 
 
+def _pixels(key: str, value: Any) -> int:
+    return rules.check(key, value, lambda v: 1 <= v <= 4, "must be a whole number from 1 to 4", whole=True)
+
+
+def _side(key: str, value: Any) -> int:
+    return rules.check(key, value, lambda v: 4 <= v <= 20, "must be a whole number of pixels from 4 to 20", whole=True)
+
+
 def _range(ok: Callable[[float, float], bool], rule: str) -> Callable[[str, Any], tuple[float, float]]:
     return lambda key, value: rules.pair(key, value, ok, rule)
 
@@ -47,6 +55,17 @@ OPTIONS: dict[str, Option] = {
     "elastic_alpha": Option(0.0, rules.non_negative, "elastic distortion (Simard 2003): displacement scale in "
                             "pixels; 0 is off", "elastic"),
     "elastic_sigma": Option(4.0, rules.positive, "smoothness of its displacement field (Gaussian sigma, pixels)"),
+    "stroke_p": Option(0.0, rules.probability, "probability of thickening or thinning the strokes (equal chance): "
+                       "grey-level dilation or erosion, as pens and scanners differ", "stroke"),
+    "stroke_radius": Option(1, _pixels, "its radius in pixels (each a 3x3 pass), per sample uniform in "
+                            "1..stroke_radius"),
+    "blur_p": Option(0.0, rules.probability, "probability of blurring the image (3x3 binomial filter), as low "
+                     "resolution and soft pens do", "blur"),
+    "blur_passes": Option(2, _pixels, "passes of that filter, per sample uniform in 1..blur_passes"),
+    "lowres_p": Option(0.0, rules.probability, "probability of a low-resolution copy: the image shrunk (area "
+                       "averaging) then enlarged back (bilinear), as small scans and 8x8 sensors give", "lowres"),
+    "lowres_side": Option(10, _side, "the smallest side it is shrunk to (pixels); per sample one of three sides "
+                          "from lowres_side to 20"),
     "erase_p": Option(0.0, rules.probability, "probability of erasing one random rectangle (random erasing)",
                       "erase"),
     "erase_scale": Option((0.02, 0.2), _range(lambda lo, hi: 0 < lo <= hi <= 1, "must be [low, high] area "

@@ -36,6 +36,8 @@ class DatasetInfo:
     classes: tuple[str, ...]
     system_dirs: tuple[str, ...] = ()  # distribution packages that install the files
     label_keeping_flips: tuple[str, ...] = ()  # augment flips after which every image keeps its label
+    # a test set of other writers' handwriting (data/uci_digits.py), no files and no training split
+    cross_writer_half: str | None = None
 
     def input_stats(self, normalize: bool = True) -> tuple[float, float]:
         """``(mean, std)`` a network standardizes its pixels with; ``normalize=false`` feeds them as they
@@ -54,6 +56,11 @@ DATASETS = {
         system_dirs=("/usr/share/datasets/fashion-mnist",),  # Debian: dataset-fashion-mnist
         label_keeping_flips=("hflip",),  # a mirrored shirt is a shirt; an upside-down boot is not how they come
     ),
+    # MNIST's statistics: these test networks trained on MNIST, with MNIST's standardization
+    "uci_digits": DatasetInfo("uci_digits", "", 0.1307, 0.3081, tuple(str(d) for d in range(10)),
+                              cross_writer_half="report"),
+    "uci_digits_tune": DatasetInfo("uci_digits_tune", "", 0.1307, 0.3081, tuple(str(d) for d in range(10)),
+                                   cross_writer_half="tune"),
 }
 
 
@@ -128,9 +135,12 @@ def _download(root: Path, info: DatasetInfo) -> str | None:
     return None
 
 
-def locate_split(name: str, split: str, data_dir=None, download: bool = True) -> tuple[Path, Path]:
-    """Paths of one official split's image and label files, found locally or downloaded."""
+def locate_split(name: str, split: str, data_dir=None, download: bool = True) -> tuple[Path, Path] | None:
+    """Paths of one official split's image and label files, found locally or downloaded (None for a
+    dataset that comes without files)."""
     info = dataset_info(name)
+    if info.cross_writer_half is not None:
+        return None
     root, named = resolve_data_dir(data_dir)
     files = find_split_files(root, info, split)
     reason = None
@@ -148,5 +158,13 @@ def locate_split(name: str, split: str, data_dir=None, download: bool = True) ->
 
 def load_split(name: str, split: str, data_dir=None, download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images ``[N, 28, 28]`` and int64 labels of one official split."""
+    info = dataset_info(name)
+    if info.cross_writer_half is not None:
+        if split != "test":
+            raise DataError(f"{name} is a test set only (handwriting of writers MNIST never saw): it has no {split} "
+                            f"split; train on mnist and evaluate with dataset={name}")
+        from .uci_digits import load_half
+
+        return load_half(info.cross_writer_half)
     files = locate_split(name, split, data_dir, download)
     return read_images_and_labels(*files, num_classes=len(dataset_info(name).classes))

@@ -64,12 +64,45 @@ def _check_structure(path: Path, checkpoint: Any) -> None:
             raise CheckpointError(f"{path}: '{key}' is a {type(checkpoint[key]).__name__}, not a mapping")
 
 
+# The model mnistlab ships (``make default-model`` regenerates it): predict and the demo use it without a
+# ckpt_path. Safetensors: weights and a JSON header, nothing that could run code.
+DEFAULT_MODEL = Path(__file__).with_name("default") / "handwriting.safetensors"
+SAFETENSORS_KEY = "mnistlab"  # the header's metadata entry holding the model's class, config and record
+
+
+def read_safetensors(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A ``.safetensors`` model written by ``mnistlab.export format=safetensors``, as the checkpoint
+    dictionary the rest of this module reads (its record under ``["mnistlab"]["record"]``)."""
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device=str(map_location)) as f:
+            header = json.loads((f.metadata() or {}).get(SAFETENSORS_KEY, "null"))
+            state = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 - safe_open has no iteration
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({str(err).splitlines()[0][:160]})") \
+            from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: a safetensors file without mnistlab's header (export a checkpoint with "
+                              "python -m mnistlab.export format=safetensors)")
+    return {"state_dict": state, "hyper_parameters": header.get("hyper_parameters"),
+            "datamodule_hyper_parameters": header.get("datamodule_hyper_parameters"),
+            "mnistlab": {"module": header.get("module"), "record": header.get("record") or {}}}
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """``torch.load(..., weights_only=True)``: tensors and plain containers only; pickled code never runs.
-    The file's container and unpacked size are checked before it is read, its structure after."""
+    The file's container and unpacked size are checked before it is read, its structure after. A
+    ``.safetensors`` model (the packaged default, an export) reads the same way."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.suffix == ".safetensors":
+        checkpoint = read_safetensors(path, map_location)
+        _check_structure(path, checkpoint)
+        return checkpoint
     _check_container(path)
     try:
         with warnings.catch_warnings():
@@ -184,9 +217,10 @@ def dataset_of(checkpoint: dict[str, Any]) -> str:
     return (checkpoint.get("datamodule_hyper_parameters") or {}).get("dataset", "mnist")
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu"):
-    """``(module, checkpoint)`` for a checkpoint path, the module on ``map_location`` (where the tools'
-    inference then runs)."""
+def load_model(path: str | Path | None, map_location: str | torch.device = "cpu"):
+    """``(module, checkpoint)`` for a checkpoint path (None: the packaged default model), the module on
+    ``map_location`` (where the tools' inference then runs)."""
+    path = DEFAULT_MODEL if path is None else path
     checkpoint = load_checkpoint(path, map_location)
     return build_module(checkpoint, path).to(map_location), checkpoint
 
@@ -205,3 +239,11 @@ def check_resumable(checkpoint: dict[str, Any], model, path: str | Path) -> None
         )
     if diff.missing:
         raise CheckpointError(f"{path}: lacks {diff.missing[:3]} that this run's model has; the configs differ")
+
+
+def default_model_line() -> str:
+    """One line naming the packaged default model and its recorded accuracies."""
+    record = (load_checkpoint(DEFAULT_MODEL)["mnistlab"] or {}).get("record") or {}
+    accuracy = record.get("accuracy") or {}
+    numbers = ", ".join(f"{name} {value:.2%}" for name, value in accuracy.items() if isinstance(value, float))
+    return f"no ckpt_path: the packaged default model {DEFAULT_MODEL.name} ({numbers or 'accuracy not recorded'})"

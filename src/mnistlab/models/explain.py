@@ -1,4 +1,4 @@
-"""Looking inside a classifier on one input: the first convolution's feature maps and a saliency map."""
+"""Looking inside a classifier on one input: the first convolution's feature maps and what each pixel counts for."""
 
 from __future__ import annotations
 
@@ -31,16 +31,22 @@ def feature_maps(module: nn.Module, digit: torch.Tensor) -> torch.Tensor | None:
     return captured[0][0].float().cpu()
 
 
-def saliency(module: nn.Module, digit: torch.Tensor, target: int | None = None) -> torch.Tensor:
-    """``[28, 28]`` in [0, 1]: |d logit(target) / d pixel| (target: the predicted class), scaled to its max."""
+def attribution(module: nn.Module, digit: torch.Tensor, target: int | None = None, steps: int = 32) -> torch.Tensor:
+    """``[28, 28]`` in [-1, 1]: how much each pixel's ink counts for class ``target`` (the predicted class by
+    default), by Integrated Gradients (Captum) from a blank canvas: the gradient averaged along the way from
+    nothing drawn to the digit, times the ink. Positive ink speaks for the class, negative against it; an empty
+    pixel gets none, so the picture shows strokes, not the speckle of a raw gradient over the background."""
+    from captum.attr import IntegratedGradients  # the demo's extra: imported where it is used
+
     was_training = module.training
     module.eval()
-    x = as_pixels(digit[None]).to(next(module.parameters()).device).requires_grad_(True)
+    x = as_pixels(digit[None]).to(next(module.parameters()).device)
+    with torch.no_grad():
+        chosen = int(module(x).argmax(-1)) if target is None else target
     with torch.enable_grad():
-        logits = module(x)
-        chosen = int(logits.argmax(-1)) if target is None else target
-        (gradient,) = torch.autograd.grad(logits[0, chosen], x)
+        values = IntegratedGradients(module).attribute(x, baselines=torch.zeros_like(x), target=chosen,
+                                                       n_steps=steps)
     module.train(was_training)
-    magnitude = gradient[0, 0].abs().float().cpu()
-    peak = magnitude.max()
-    return magnitude / peak if peak > 0 else magnitude
+    values = values[0, 0].detach().float().cpu()
+    peak = values.abs().max()
+    return values / peak if peak > 0 else values

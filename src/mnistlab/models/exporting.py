@@ -14,13 +14,26 @@ from torch import nn
 from ..errors import CheckpointError
 from ..io import write_bytes
 from . import inference
-from .checkpoint import load_model
+from .checkpoint import METRIC_STATE, SAFETENSORS_KEY, load_model
 
 
 def network_from_checkpoint(ckpt_path: str | Path) -> tuple[nn.Module, dict]:
     """The checkpoint's plain network (pixels in, logits out), in eval mode, and the checkpoint."""
     module, checkpoint = load_model(ckpt_path)
     return module.net.to(memory_format=torch.contiguous_format).eval(), checkpoint
+
+
+def export_safetensors(module: nn.Module, checkpoint: dict, output: Path, record: dict) -> None:
+    """The classifier's weights (its metrics' state aside) as safetensors, its class, config and ``record``
+    (accuracies, the training command) in the header: a model file that loads without pickle."""
+    import json
+
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items() if not k.startswith(METRIC_STATE)}
+    header = {"module": type(module).__name__, "hyper_parameters": checkpoint.get("hyper_parameters"),
+              "datamodule_hyper_parameters": checkpoint.get("datamodule_hyper_parameters"), "record": record}
+    write_bytes(output, save(state, metadata={SAFETENSORS_KEY: json.dumps(header)}))
 
 
 def export(model: nn.Module, fmt: str, output: Path) -> None:
@@ -42,6 +55,8 @@ def export(model: nn.Module, fmt: str, output: Path) -> None:
 
 
 def run_exported(fmt: str, path: Path, images: torch.Tensor) -> torch.Tensor:
+    if fmt == "safetensors":
+        return inference.logits(load_model(path)[0], images)
     if fmt == "onnx":
         import onnxruntime
 

@@ -1,5 +1,6 @@
 """The draw-a-digit page: a sketchpad and an upload, the 28x28 digit the model receives, its top 3 classes,
-a saliency map and the first convolution's feature maps (Gradio Blocks)."""
+which ink counts for the answer (Integrated Gradients) and the first convolution's feature maps (Gradio
+Blocks)."""
 
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..config import rules
 from ..data.datamodule import MNISTDataModule
 from ..data.datasets import dataset_info
 from ..data.preprocess import digit_from_image
 from ..errors import DataError
 from ..io import write_bytes
 from ..models import explain, inference
-from ..models.checkpoint import dataset_of
+from ..models.checkpoint import DEFAULT_MODEL, dataset_of
 
 PREVIEW_SCALE = 8  # 28 px -> 224 px, nearest neighbour: every model pixel stays visible
 NUM_EXAMPLES = 6
@@ -42,10 +44,11 @@ def preview_image(digit: torch.Tensor) -> np.ndarray:
     return _upscale(_to_uint8(digit), PREVIEW_SCALE)
 
 
-def saliency_image(digit: torch.Tensor, saliency: torch.Tensor) -> np.ndarray:
-    """The digit in gray with the saliency in red over it."""
-    gray = digit.numpy() * 0.6
-    rgb = np.stack([np.maximum(gray, saliency.numpy()), gray, gray], axis=-1)
+def attribution_image(digit: torch.Tensor, attribution: torch.Tensor) -> np.ndarray:
+    """The digit in gray, the ink that speaks for the answer in red over it, the ink against it in blue."""
+    gray = digit.numpy() * 0.5
+    speaks_for, against = attribution.clamp(min=0).numpy(), (-attribution).clamp(min=0).numpy()
+    rgb = np.stack([np.maximum(gray, speaks_for), gray * (1 - speaks_for), np.maximum(gray, against)], axis=-1)
     return _upscale(_to_uint8(rgb), PREVIEW_SCALE)
 
 
@@ -68,10 +71,13 @@ def feature_map_grid(maps: torch.Tensor, columns: int = 8, width_px: int = 480) 
 class DigitDemo:
     """What the page computes for one image, independent of Gradio (the tests call it directly too)."""
 
-    def __init__(self, module, checkpoint: dict[str, Any], ckpt_path: str | Path, data_dir: str | None = None):
-        self.module, self.checkpoint, self.ckpt_path = module, checkpoint, Path(ckpt_path)
+    def __init__(self, module, checkpoint: dict[str, Any], ckpt_path: str | Path | None, data_dir: str | None = None,
+                 unsure_below: float = 0.5):
+        self.module, self.checkpoint = module, checkpoint
+        self.ckpt_path = DEFAULT_MODEL if ckpt_path is None else Path(ckpt_path)
         self.info = dataset_info(dataset_of(checkpoint))
         self.data_dir = data_dir
+        self.unsure_below = rules.probability("unsure_below", unsure_below)
 
     def classify(self, image: Image.Image | dict | str | Path | None):
         """``(preview, top-3 label dict, saliency, feature maps, note)`` for a drawing or an upload (a file)."""
@@ -96,15 +102,22 @@ class DigitDemo:
         label = {self.info.classes[int(i)]: float(p) for p, i in zip(top.values, top.indices, strict=True)}
         maps = explain.feature_maps(self.module, digit)
         note = "" if maps is not None else "This model has no convolution: no feature maps to show."
-        return (preview_image(digit), label, saliency_image(digit, explain.saliency(self.module, digit)),
+        if probs.max() < self.unsure_below:
+            note = (f"Unsure: at most {float(probs.max()):.0%} for any class (below {self.unsure_below:.0%}); "
+                    f"is it a digit, drawn larger and centred? {note}").strip()
+        return (preview_image(digit), label, attribution_image(digit, explain.attribution(self.module, digit)),
                 feature_map_grid(maps) if maps is not None else None, note)
 
     def description(self) -> str:
         hparams = self.checkpoint.get("hyper_parameters") or {}
         parameters = sum(p.numel() for p in self.module.net.parameters())
+        record = (self.checkpoint.get("mnistlab") or {}).get("record")  # a safetensors model's own record
         metrics_file = self.ckpt_path.resolve().parent.parent / "metrics.json"
         accuracy = "not recorded"
-        if metrics_file.is_file():
+        if record is not None:
+            accuracy = ", ".join(f"{v:.2%} on {k}" for k, v in (record.get("accuracy") or {}).items()
+                                 if isinstance(v, float)) or accuracy
+        elif metrics_file.is_file():
             try:
                 value = json.loads(metrics_file.read_text()).get("test/acc")
                 accuracy = f"{value:.2%}" if isinstance(value, (int, float)) else accuracy
@@ -113,7 +126,8 @@ class DigitDemo:
         model = type(self.module).__name__.removesuffix("Classifier")
         layers = (hparams.get("net") or {}).get("channels") or (hparams.get("net") or {}).get("hidden")
         shape = f" {list(layers)}" if layers else ""
-        return (f"**{self.ckpt_path}** · {model}{shape} · {parameters:,} parameters · trained on "
+        name = f"the default model ({self.ckpt_path.name})" if self.ckpt_path == DEFAULT_MODEL else self.ckpt_path
+        return (f"**{name}** · {model}{shape} · {parameters:,} parameters · trained on "
                 f"{self.info.name} · test accuracy {accuracy} · step {self.checkpoint.get('global_step', '?')}")
 
     def example_files(self, folder: Path) -> list[str]:
@@ -181,8 +195,8 @@ def build_app(demo: DigitDemo, scratch: Path) -> gr.Blocks:
                 with gr.Row():
                     preview = gr.Image(label="what the model receives (28x28)", elem_id="preview",
                                        interactive=False)
-                    saliency = gr.Image(label="saliency: pixels that move the answer", elem_id="saliency",
-                                        interactive=False)
+                    saliency = gr.Image(label="which ink counts: red for the answer, blue against",
+                                        elem_id="saliency", interactive=False)
                 maps = gr.Image(label="first convolution's feature maps", elem_id="feature_maps", interactive=False,
                                 height=260)
         outputs = [preview, label, saliency, maps, note]
