@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: train test test-all lint bench speedrun clean-venv
+.PHONY: train test test-all lint bench speedrun default-model clean-venv
 
 $(BIN)/mnistlab-ready: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,15 @@ bench: $(BIN)/mnistlab-ready
 
 speedrun: $(BIN)/mnistlab-ready
 	$(BIN)/python -m mnistlab.speedrun $(ARGS)
+
+# The packaged default model (predict and the demo without ckpt_path): the handwriting recipe at seed 0,
+# trained into outputs/default-model/<time>/, then written as safetensors with its accuracies and command.
+DEFAULT_MODEL ?= src/mnistlab/models/default/handwriting.safetensors
+default-model: $(BIN)/mnistlab-ready
+	run=outputs/default-model/$$(date +%Y-%m-%d_%H-%M-%S); \
+	$(BIN)/python -m mnistlab.train experiment=handwriting seed=0 hydra.run.dir=$$run $(ARGS) && \
+	$(BIN)/python -m mnistlab.export ckpt_path=$$run/checkpoints/last.ckpt format=safetensors \
+		output=$(DEFAULT_MODEL) overwrite=true
 
 clean-venv:
 	rm -rf $(VENV)

@@ -229,3 +229,23 @@ def test_low_resolution_shrinks_then_enlarges_each_chosen_digit():
     widths = {int((o[0, 14] > 0.02).sum()) for o in out[soft]}
     assert len(widths) == 3  # three sides, three blurs of the same stroke
     assert (out.flatten(1).sum(1) / digit.flatten(1).sum(1)).sub(1).abs().max() < 0.3  # ink kept, roughly
+
+
+def test_stretch_widens_or_narrows_each_digit_and_leaves_other_streams_alone():
+    block = torch.zeros(64, 1, 28, 28)
+    block[..., 8:20, 10:18] = 1.0
+    out = BatchAugment(stretch=0.5)(block, generator=torch.Generator().manual_seed(0))
+    factor = out.flatten(1).sum(1) / block[0].sum()  # the ink's width changes by the stretch, its height not
+    assert 0.49 < factor.min() < 0.6 and 1.4 < factor.max() < 1.51
+    assert torch.equal((out > 0.5).any(dim=3).flatten(1), (block > 0.5).any(dim=3).flatten(1))  # same rows
+    gen_a, gen_b = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    BatchAugment(rotation=10).sample(8, generator=gen_a)
+    BatchAugment(rotation=10, stretch=0.2).sample(8, generator=gen_b)
+    assert torch.equal(gen_a.get_state(), gen_b.get_state())  # drawn apart: other recipes' streams unchanged
+
+
+def test_strokes_can_be_thickened_only():
+    digit = torch.zeros(64, 1, 28, 28)
+    digit[..., 8:20, 12:16] = 1.0
+    out = BatchAugment(stroke_p=1.0, stroke_thinner=0.0)(digit, generator=torch.Generator().manual_seed(0))
+    assert set((out[:, 0, 14] > 0.5).sum(1).tolist()) == {6}  # every one a pixel thicker on each side

@@ -86,7 +86,7 @@ def test_output_dir_resolves_outside_an_app_and_is_refused_inside_one(tmp_path):
 
 
 def test_tools_share_one_hydra_block_that_writes_nothing_of_its_own():
-    for tool in ("export", "kernels", "predict", "results", "speedrun"):
+    for tool in ("export", "kernels", "predict", "results", "speedrun", "augment_preview"):
         cfg = compose([], config_name=tool)
         assert cfg.hydra.run.dir == "." and cfg.hydra.output_subdir is None and cfg.hydra.job.chdir is False, tool
         assert cfg.hydra.job_logging.root.level == cfg.hydra.hydra_logging.root.level == "ERROR", tool

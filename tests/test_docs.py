@@ -118,7 +118,8 @@ def workspace(tmp_path_factory, mnist_root):
     for name in ("README.md", "Makefile", "pyproject.toml"):
         shutil.copy2(REPO / name, root / name)  # copy2: make sees the venv as up to date
     shutil.copytree(REPO / "docs", root / "docs")
-    for name in (".venv", "src", "tests", "conf"):
+    shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))  # make default-model
+    for name in (".venv", "tests", "conf"):  # writes into src/: the workspace's own copy, never this clone's
         (root / name).symlink_to(REPO / name)
     env = {**os.environ, "MNISTLAB_DATA_DIR": str(mnist_root), "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
            "HOME": str(root)}  # ~/.cache and tools' own settings stay in the workspace
@@ -162,8 +163,8 @@ def shortened(line: str) -> str:
         return limits
 
     if line.startswith("make "):
-        module = {"train": "mnistlab.train", "bench": "mnistlab.bench", "speedrun": "mnistlab.speedrun"}.get(
-            line.split()[1])
+        module = {"train": "mnistlab.train", "bench": "mnistlab.bench", "speedrun": "mnistlab.speedrun",
+                  "default-model": "mnistlab.train"}.get(line.split()[1])
         if module is None:
             return line
         # make hands ARGS to a shell of its own: each limit quoted for that shell, the whole for this one

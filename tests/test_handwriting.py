@@ -148,3 +148,12 @@ def test_augmented_writing_styles_move_the_default_models_answers_little(default
     plain = (inference.logits(default_demo.module, pixels).argmax(-1) == labels).float().mean()
     changed = (inference.logits(default_demo.module, styled).argmax(-1) == labels).float().mean()
     assert changed > plain - 0.1 and not np.isclose(float(changed), 0.0)
+
+
+def test_the_page_needs_no_data_on_disk(default_demo, tmp_path, monkeypatch):
+    from mnistlab.web.app import DigitDemo
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.cache/mnistlab, no MNISTLAB_DATA_DIR (conftest hides it)
+    demo = DigitDemo(default_demo.module, default_demo.checkpoint, None, data_dir=str(tmp_path / "nothing"))
+    assert demo.example_files(tmp_path) == []  # no examples, no download: the page serves anyway
+    assert not (tmp_path / "nothing").exists()

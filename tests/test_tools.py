@@ -270,7 +270,8 @@ def test_tool_help_explains_its_own_settings(name):
     assert "Configuration groups" not in result.stdout and "model/" not in result.stdout
 
 
-COMMANDS = ("train", "evaluate", "predict", "inspect", "kernels", "export", "demo", "bench", "results", "speedrun")
+COMMANDS = ("train", "evaluate", "predict", "inspect", "kernels", "export", "demo", "bench", "results", "speedrun",
+            "augment_preview")
 HELP_WITHOUT_TORCH = """\
 import runpy, sys
 for name in sys.argv[1:]:
@@ -332,3 +333,19 @@ def test_tool_help_lists_defaults_on_one_line():
     lines = result.stdout.splitlines()
     assert result.returncode == 0 and lines[1].strip().startswith("python -m mnistlab.results ablation=")
     assert any(ln.split()[:3] == ["experiments", "default", "[tf_dnn,keras_cnn,lenet5]"] for ln in lines)
+
+
+def test_augment_preview_draws_the_digits_as_they_are_then_as_augmented(synthetic_root, tmp_path):
+    import matplotlib.pyplot as plt
+
+    output = tmp_path / "preview.png"
+    result = tool("augment_preview", "augment=handwriting", "count=5", "variants=2", f"output={output}",
+                  f"data_dir={synthetic_root}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr.strip() == (f"wrote {output}: 5 test digits as they are, then 2 draws of rotation=10.0, "
+                                     "shift=2.0, scale=0.1, stroke_p=0.5, stroke_thinner=0.0, blur_p=0.5")
+    height, width = plt.imread(output).shape[:2]
+    assert 1.2 * height < width < 2.5 * height  # 5 columns, 3 rows (as they are, 2 draws)
+    bad = command("augment_preview", "augment.stroke_p=2", f"output={tmp_path / 'x.png'}")
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "error: augment.stroke_p is a probability and must be in [0, 1], got 2"

@@ -108,13 +108,14 @@ def ablation(cfg: DictConfig, command_line: Sequence[str]) -> str:
         runs = [run_one(spec.experiment, s, [*overrides, *change], folder / f"seed_{s}", progress) for s in seeds]
         rows.append((name, change, runs, sign))
     full = statistics.fmean(r["test/acc"] for r in rows[0][2]) * 100
-    lines = [f"| `{spec.experiment}` | test accuracy % | lesson's worth (points) | epochs | fit s | overrides |",
-             "|---|---:|---:|---:|---:|---|"]
+    lines = [f"| `{spec.experiment}` | test accuracy % | lesson's worth (points) | UCI digits % | epochs | fit s "
+             "| overrides |", "|---|---:|---:|---:|---:|---:|---|"]
     for name, change, runs, sign in rows:
         acc = statistics.fmean(r["test/acc"] for r in runs) * 100
         worth = "" if not sign else f"{acc - full if sign > 0 else full - acc:+.2f}"  # never "-0.00"
         lines.append(f"| {name} | {_mean_std([r['test/acc'] for r in runs], 100)} | {worth} | "
-                     f"{_epochs(runs)} | {_seconds(runs)} | {' '.join(f'`{o}`' for o in change)} |")
+                     f"{_cross_writer(runs)} | {_epochs(runs)} | {_seconds(runs)} | "
+                     f"{' '.join(f'`{o}`' for o in change)} |")
     lines += ["", f"Seeds {seeds}. A lesson's worth is what taking it out costs (`without`) or what adding it "
               f"buys (`with`). {_provenance(command_line)}"]
     return "\n".join(lines) + "\n"
@@ -146,7 +147,8 @@ def run(cfg: DictConfig) -> str:
     readme = Path(cfg.readme_path) if cfg.readme else None
     if cfg.get("ablation"):
         text = ablation(cfg, sys.argv[1:])
-        publish(text, Path(cfg.runs_dir) / f"ablation_{cfg.ablation.experiment}.md", "ablation", readme)
+        section = cfg.ablation.get("section", "ablation")
+        publish(text, Path(cfg.runs_dir) / f"ablation_{cfg.ablation.experiment}.md", section, readme)
         return text
     rows, seeds = collect(cfg)
     text = table(rows, seeds, list(cfg.overrides), sys.argv[1:])
@@ -158,7 +160,7 @@ def run(cfg: DictConfig) -> str:
         caption = ("Test accuracy against fit time for every recipe (mean, bars to the lowest and highest seed)"
                    + (f" and the learning curves of the {cfg.curves} seeds" if cfg.curves in rows else ""))
         figure_link = f"\n![{caption}]({Path(link).as_posix()})\n"
-    publish(text, Path(cfg.output), "results", readme, readme_extra=figure_link)
+    publish(text, Path(cfg.output), cfg.readme_section, readme, readme_extra=figure_link)
     print(f"[results] figure: {', '.join(map(str, figures))}", file=sys.stderr)
     return text
 

@@ -36,6 +36,7 @@ class AugmentParams:
     vflip: torch.Tensor  # bool
     brightness: torch.Tensor  # multiplicative factor
     contrast: torch.Tensor  # blend factor around the image mean
+    stretch: torch.Tensor | None = None  # horizontal factor (>1 widens the digit); drawn only when asked for
 
 
 # What each per-sample parameter is drawn uniformly from, given the options (flips: compared with their p).
@@ -90,14 +91,17 @@ class BatchAugment(torch.nn.Module):
             return images
         n, device = images.shape[0], images.device
         params = self.sample(n, device, generator)
+        if self.uses("stretch"):  # its own draw: the other options' random streams stay as they were
+            params.stretch = torch.rand(n, device=device, generator=generator) * (2 * self.stretch) + 1 - self.stretch
         h, w = images.shape[-2:]
         field = displacement_field(n, h, w, self.elastic_alpha, self.elastic_sigma, generator, images) \
             if self.uses("elastic") else None
-        images = apply(images, params, geometric=self.uses("geometric"), photometric=False, displacement=field)
+        images = apply(images, params, geometric=self.uses("geometric") or self.uses("stretch"), photometric=False,
+                       displacement=field)
         if self.uses("stroke") or self.uses("blur") or self.uses("lowres"):
             draws = torch.rand(6, n, device=device, generator=generator)
             if self.uses("stroke"):
-                images = stroke_width(images, draws[0] < self.stroke_p, draws[1] < 0.5,
+                images = stroke_width(images, draws[0] < self.stroke_p, draws[1] < 1 - self.stroke_thinner,
                                       radius_choice(draws[2], self.stroke_radius), self.stroke_radius)
             if self.uses("blur"):  # below blur_p, draws[3] / blur_p is uniform in [0, 1) again
                 passes = (draws[3] < self.blur_p) * radius_choice(draws[3] / self.blur_p, self.blur_passes)
@@ -221,6 +225,8 @@ def affine_matrices(params: AugmentParams, height: int, width: int) -> torch.Ten
     inv_zoom = params.scale.float().reciprocal()
     minus_inv_zoom = -inv_zoom
     row_x = torch.where(params.hflip, minus_inv_zoom, inv_zoom)  # a flip negates its row
+    if params.stretch is not None:
+        row_x = row_x / params.stretch.float()
     row_y = torch.where(params.vflip, minus_inv_zoom, inv_zoom)
     # Counter-clockwise on screen (y down) is R(-theta) forward, so the inverse rotation is R(theta).
     # Built as whole [N, 2, 2] tensors: each op is a kernel, which a GPU step pays for in launches.

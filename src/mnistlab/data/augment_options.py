@@ -18,7 +18,8 @@ from ..errors import ConfigError
 def _below_one(key: str, value: Any) -> float:
     rules.non_negative(key, value)
     if value >= 1:
-        raise ConfigError(f"{key} must be < 1 (zoom in [1-scale, 1+scale]), got {value}")
+        name = key.rsplit(".", 1)[-1]
+        raise ConfigError(f"{key} must be < 1 (a factor in [1-{name}, 1+{name}]), got {value}")
     return value
 
 
@@ -47,6 +48,8 @@ OPTIONS: dict[str, Option] = {
     "rotation": Option(0.0, rules.non_negative, "degrees, uniform in [-rotation, rotation]", "geometric"),
     "shift": Option(0.0, rules.non_negative, "pixels, uniform in [-shift, shift] on each axis", "geometric"),
     "scale": Option(0.0, _below_one, "zoom factor uniform in [1 - scale, 1 + scale]", "geometric"),
+    "stretch": Option(0.0, _below_one, "horizontal stretch factor uniform in [1 - stretch, 1 + stretch] (narrow "
+                      "and wide hands: a flagged 1 fills its box)", "stretch"),
     "hflip": Option(0.0, rules.probability, "probability of a mirror image (left-right)", "geometric"),
     "vflip": Option(0.0, rules.probability, "probability of an upside-down image", "geometric"),
     "brightness": Option(0.0, rules.non_negative, "factor uniform in [1 - brightness, 1 + brightness]",
@@ -57,6 +60,8 @@ OPTIONS: dict[str, Option] = {
     "elastic_sigma": Option(4.0, rules.positive, "smoothness of its displacement field (Gaussian sigma, pixels)"),
     "stroke_p": Option(0.0, rules.probability, "probability of thickening or thinning the strokes (equal chance): "
                        "grey-level dilation or erosion, as pens and scanners differ", "stroke"),
+    "stroke_thinner": Option(0.5, rules.probability, "of those, the share thinned instead of thickened (0: "
+                             "thicker only; thinning a one-pixel MNIST stroke can erase it)"),
     "stroke_radius": Option(1, _pixels, "its radius in pixels (each a 3x3 pass), per sample uniform in "
                             "1..stroke_radius"),
     "blur_p": Option(0.0, rules.probability, "probability of blurring the image (3x3 binomial filter), as low "
