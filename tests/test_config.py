@@ -15,7 +15,7 @@ def test_every_group_has_its_options():
     assert group_options("optimizer") == ["adam", "adamw", "momentum", "nesterov", "rmsprop", "sgd"]
     assert group_options("scheduler") == ["cosine", "exponential", "none", "onecycle", "plateau", "step"]
     assert group_options("regularization") == ["dropout", "elastic", "l1", "l2", "label_smoothing", "none"]
-    assert group_options("augment") == ["digits", "digits_elastic", "digits_strong", "fashion", "none"]
+    assert group_options("augment") == ["digits", "digits_elastic", "digits_strong", "fashion", "handwriting", "none"]
     assert group_options("data") == ["fashion_mnist", "mnist"]
     assert {"default", "cpu", "gpu"} <= set(group_options("trainer"))
 

@@ -191,8 +191,8 @@ def test_speedrun_times_each_seed_against_its_reference(synthetic_root, tmp_path
 def test_speedrun_refuses_an_unknown_experiment_before_training(key, tmp_path):
     bad = command("speedrun", f"{key}=nope", f"runs_dir={tmp_path / 'runs'}")
     assert bad.returncode == 2 and bad.stderr.strip() == (
-        "error: unknown experiment(s) ['nope']; choose from ['cnn_best', 'fashion_cnn', 'keras_cnn', 'lenet5', "
-        "'speedrun', 'speedrun_gpu', 'tf_dnn', 'tf_dnn_tuned']")
+        "error: unknown experiment(s) ['nope']; choose from ['cnn_best', 'fashion_cnn', 'handwriting', 'keras_cnn', "
+        "'lenet5', 'speedrun', 'speedrun_gpu', 'tf_dnn', 'tf_dnn_tuned']")
     assert not (tmp_path / "runs").exists()
 
 
