@@ -88,8 +88,10 @@ def why_not_here(line: str) -> str | None:
 
 COMMANDS = documented_commands()
 INSTALLS = [c for c in COMMANDS if re.match(r"(\.venv/bin/)?pip install", c)]
-# Lines that read what an earlier line wrote (a study's storage, a tracking store): one test runs them in order.
-SHARED = {"optuna.db": "optuna-storage", "optuna.journal": "optuna-storage", "mlflow.db": "mlflow-store"}
+# Lines that read what an earlier line wrote (a study's storage, a tracking store, the results tool's runs,
+# which its tables and ablations reuse): one test runs them in order.
+SHARED = {"optuna.db": "optuna-storage", "optuna.journal": "optuna-storage", "mlflow.db": "mlflow-store",
+          "python -m mnistlab.results": "results-runs"}
 GROUPS: dict[str, list[str]] = {}
 for _line in COMMANDS:
     _group = next((g for key, g in SHARED.items() if key in _line), None)
@@ -280,6 +282,7 @@ def test_every_documented_command_runs_as_written(documented, workspace, monkeyp
 @pytest.mark.slow
 @pytest.mark.docs
 @pytest.mark.parametrize("group", sorted(GROUPS))
+@pytest.mark.timeout(1500)  # the results tool's lines, one after another, reusing each other's runs
 def test_documented_lines_sharing_a_store_run_in_order(group, workspace, monkeypatch):
     ran = []
     for documented in GROUPS[group]:

@@ -24,17 +24,15 @@ FORMATS = ("onnx", "torchscript", "safetensors")
 def run(cfg: DictConfig) -> None:
     from .data.datamodule import MNISTDataModule  # torch loads only to run
     from .models.checkpoint import load_model
-    from .models.exporting import export, export_safetensors, max_difference, network_from_checkpoint
-
-    def model_of(path):
-        return load_model(path)[0]
+    from .models.exporting import export, export_safetensors, max_difference, network_of
 
     if cfg.format not in FORMATS:
         raise ConfigError(f"format={cfg.format}: choose one of {', '.join(FORMATS)}")
     output = output_path("output", cfg.output, cfg.overwrite)
-    model, checkpoint = network_from_checkpoint(cfg.ckpt_path)
+    module, checkpoint = load_model(cfg.ckpt_path)
+    model = network_of(module)
     if cfg.format == "safetensors":
-        export_safetensors(model_of(cfg.ckpt_path), checkpoint, output, run_record(cfg.ckpt_path))
+        export_safetensors(module, checkpoint, output, run_record(cfg.ckpt_path))
     else:
         export(model, cfg.format, output)
     message = f"exported {cfg.format} to {output} ({output.stat().st_size / 1e6:.2f} MB)"

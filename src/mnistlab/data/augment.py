@@ -69,14 +69,16 @@ class BatchAugment(torch.nn.Module):
         self.settings = augment_options.check(settings)
         for name, value in self.settings.items():
             setattr(self, name, value)
+        # the transforms some non-zero option switches on, found once: forward asks every step
+        self.transforms = frozenset(o.transform for name, o in OPTIONS.items() if o.transform and self.settings[name])
 
     def uses(self, transform: str) -> bool:
-        """Whether any option switching ``transform`` on (geometric, photometric, elastic, erase) is non-zero."""
-        return any(self.settings[name] for name, option in OPTIONS.items() if option.transform == transform)
+        """Whether ``transform`` (geometric, photometric, elastic, stroke, ...) is switched on."""
+        return transform in self.transforms
 
     @property
     def enabled(self) -> bool:
-        return any(self.settings[name] for name, option in OPTIONS.items() if option.transform)
+        return bool(self.transforms)
 
     def sample(self, n: int, device=None, generator: torch.Generator | None = None) -> AugmentParams:
         low, span = _bounds(tuple(draw(self) for draw in DRAWS.values()), torch.device(device or "cpu"))

@@ -17,10 +17,15 @@ from . import inference
 from .checkpoint import METRIC_STATE, SAFETENSORS_KEY, load_model
 
 
+def network_of(module: nn.Module) -> nn.Module:
+    """A classifier's plain network (pixels in, logits out), in eval mode."""
+    return module.net.to(memory_format=torch.contiguous_format).eval()
+
+
 def network_from_checkpoint(ckpt_path: str | Path) -> tuple[nn.Module, dict]:
-    """The checkpoint's plain network (pixels in, logits out), in eval mode, and the checkpoint."""
+    """The checkpoint's plain network and the checkpoint."""
     module, checkpoint = load_model(ckpt_path)
-    return module.net.to(memory_format=torch.contiguous_format).eval(), checkpoint
+    return network_of(module), checkpoint
 
 
 def export_safetensors(module: nn.Module, checkpoint: dict, output: Path, record: dict) -> None:
