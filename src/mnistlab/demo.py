@@ -34,7 +34,7 @@ def run(cfg: DictConfig) -> None:
     # the checkpoint is refused, and the port found taken, before anything serves
     module, checkpoint = load_model(cfg.ckpt_path, map_location=resolve_device(cfg.device))
     if cfg.ckpt_path is None:
-        print(default_model_line(), file=sys.stderr)
+        print(default_model_line(checkpoint), file=sys.stderr)
     check_port_free(host, port)
     from .web.app import THEME, DigitDemo, build_app  # gradio: imported only to serve
 

@@ -50,7 +50,7 @@ def run(cfg: DictConfig) -> None:
     files = expand_inputs(str(cfg.inputs))
     module, checkpoint = load_model(cfg.ckpt_path, map_location=resolve_device(cfg.device))
     if cfg.ckpt_path is None:
-        print(default_model_line(), file=sys.stderr)
+        print(default_model_line(checkpoint), file=sys.stderr)
     info = dataset_info(dataset_of(checkpoint))
     loaded = list(load_inputs(files))
     names = [name for name, _, _ in loaded]

@@ -26,7 +26,7 @@ from ..data.preprocess import digit_from_image
 from ..errors import DataError
 from ..io import write_bytes
 from ..models import explain, inference
-from ..models.checkpoint import DEFAULT_MODEL, dataset_of
+from ..models.checkpoint import DEFAULT_MODEL, dataset_of, recorded_accuracy
 
 PREVIEW_SCALE = 8  # 28 px -> 224 px, nearest neighbour: every model pixel stays visible
 NUM_EXAMPLES = 6
@@ -111,12 +111,11 @@ class DigitDemo:
     def description(self) -> str:
         hparams = self.checkpoint.get("hyper_parameters") or {}
         parameters = sum(p.numel() for p in self.module.net.parameters())
-        record = (self.checkpoint.get("mnistlab") or {}).get("record")  # a safetensors model's own record
+        recorded = recorded_accuracy(self.checkpoint)  # a safetensors model's own record
         metrics_file = self.ckpt_path.resolve().parent.parent / "metrics.json"
         accuracy = "not recorded"
-        if record is not None:
-            accuracy = ", ".join(f"{v:.2%} on {k}" for k, v in (record.get("accuracy") or {}).items()
-                                 if isinstance(v, float)) or accuracy
+        if recorded is not None:
+            accuracy = ", ".join(f"{v:.2%} on {k}" for k, v in recorded.items()) or accuracy
         elif metrics_file.is_file():
             try:
                 value = json.loads(metrics_file.read_text()).get("test/acc")
