@@ -40,10 +40,10 @@ def run(cfg: DictConfig) -> None:
 
     with tempfile.TemporaryDirectory(prefix="mnistlab-demo-") as scratch:
         app = build_app(DigitDemo(module, checkpoint, cfg.ckpt_path, cfg.data_dir, cfg.unsure_below), Path(scratch))
-        app.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, theme=THEME,
-                   ssr_mode=False, footer_links=[], show_error=True)
-        print(f"mnistlab demo: http://{host}:{port}  (Ctrl+C stops it)", flush=True)
-        try:
+        try:  # Ctrl+C stops it cleanly at any point, while launch still checks its own page too
+            app.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, theme=THEME,
+                       ssr_mode=False, footer_links=[], show_error=True)
+            print(f"mnistlab demo: http://{host}:{port}  (Ctrl+C stops it)", flush=True)
             while True:
                 time.sleep(0.5)
         except KeyboardInterrupt:

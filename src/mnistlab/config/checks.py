@@ -39,7 +39,7 @@ def check_device(cfg: DictConfig) -> None:
                           "support; use trainer.precision=16-mixed or 32-true")
 
 
-def _device_count(devices) -> int:
+def device_count(devices) -> int:
     if isinstance(devices, int) and not isinstance(devices, bool):
         return devices
     if isinstance(devices, str) and devices.strip().isdigit():
@@ -59,7 +59,7 @@ def check_cuda_graph(cfg: DictConfig) -> None:
         (str(trainer.get("precision", "32-true")).startswith("16"), f"trainer.precision={trainer.get('precision')} "
                                                                      "(loss scaling reads the gradients on the host)"),
         ("ddp" in str(trainer.get("strategy", "")) or trainer.get("num_nodes", 1) not in (None, 1)
-         or _device_count(trainer.get("devices")) > 1, "more than one device (the graph runs on one)"),
+         or device_count(trainer.get("devices")) > 1, "more than one device (the graph runs on one)"),
         (OmegaConf.select(cfg, "model.compile", default=False), "model.compile"),
         ("Plateau" in str(OmegaConf.select(cfg, "scheduler.scheduler._target_", default="")),
          "a plateau schedule (it waits for validation)"),

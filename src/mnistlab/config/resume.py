@@ -26,7 +26,8 @@ MAY_CHANGE = (
     "logger", "callbacks.progress_bar", "callbacks.model_summary", "callbacks.tensorboard_visuals",
     "callbacks.lr_monitor", "callbacks.cross_writer", "data.data_dir", "data.download", "data.num_workers",
     "data.eval_batch_size",
-    "ckpt_path", "resume_changes", "test_best", "optimized_metric", "device",
+    "ckpt_path", "resume_changes", "test_best", "optimized_metric", "device", "transfer.ckpt_path",
+    "callbacks.gradient_norms",
 )
 # What one resume's command says for itself only: never replayed into the next one.
 NOT_REPLAYED = ("ckpt_path", "resume_changes")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 
 from ..config import rules
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .augment import BatchAugment
 from .datasets import ENV_DATA_DIR, dataset_info, load_split, locate_split
 
@@ -101,19 +101,25 @@ class MNISTDataModule(pl.LightningDataModule):
         device_cache: bool = True,
         normalize: bool = True,
         augment: Mapping[str, Any] | None = None,
+        classes: Sequence[int] | None = None,
+        train_per_class: int | None = None,
     ) -> None:
         super().__init__()
         rules.positive("data.batch_size", batch_size, whole=True)
         rules.positive("data.eval_batch_size", eval_batch_size, whole=True)
         rules.open_fraction("data.val_fraction", val_fraction)
         rules.switch("data.normalize", normalize)
+        if train_per_class is not None:
+            rules.positive("data.train_per_class", train_per_class, whole=True)
         augment = dict(augment or {})
+        self.info = dataset_info(dataset)
+        classes = self._check_classes(classes)
         self.save_hyperparameters(
             dict(dataset=dataset, data_dir=data_dir, download=download, batch_size=batch_size,
                  eval_batch_size=eval_batch_size, val_fraction=val_fraction, split_seed=split_seed, seed=seed,
-                 device_cache=device_cache, normalize=normalize, augment=augment)
+                 device_cache=device_cache, normalize=normalize, augment=augment, classes=classes,
+                 train_per_class=train_per_class)
         )
-        self.info = dataset_info(dataset)
         self.augment = BatchAugment(**augment)
         for flip in ("hflip", "vflip"):
             if augment.get(flip) and flip not in self.info.label_keeping_flips:
@@ -125,9 +131,38 @@ class MNISTDataModule(pl.LightningDataModule):
         self._generator: torch.Generator | None = None
         self._pending_generator_state: dict | None = None
 
+    def _check_classes(self, classes: Sequence[int] | None) -> list[int] | None:
+        """``data.classes``: the labels kept (in train, validation and test), each once, from the dataset's."""
+        if classes is None:
+            return None
+        if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence) or not classes:
+            raise ConfigError(f"data.classes must be a list of labels such as [5,6,7,8,9] (or null for all), "
+                              f"got {classes!r}")
+        count = len(self.info.classes)
+        for label in classes:
+            rules.check("data.classes", label, lambda v: 0 <= v < count, f"labels are 0-{count - 1}", whole=True)
+        if len(set(classes)) != len(classes):
+            raise ConfigError(f"data.classes lists a label twice: {list(classes)}")
+        return sorted(int(c) for c in classes)
+
     @property
     def classes(self) -> tuple[str, ...]:
         return self.info.classes
+
+    def _kept(self, labels: torch.Tensor, order: torch.Tensor | None = None,
+              per_class: int | None = None) -> torch.Tensor:
+        """Indices (ascending) of the images ``data.classes`` keeps; with ``per_class``, the first that many of
+        each class in ``order`` (the seeded split's order, so another split_seed draws other images)."""
+        order = torch.arange(len(labels)) if order is None else order
+        wanted = self.hparams.classes
+        keep = order if wanted is None else order[torch.isin(labels[order], torch.tensor(wanted))]
+        if per_class is not None:
+            ranks = torch.zeros_like(keep)
+            for label in labels[keep].unique():
+                where = labels[keep] == label
+                ranks[where] = torch.arange(int(where.sum()))
+            keep = keep[ranks < per_class]
+        return keep.sort().values
 
     @property
     def input_stats(self) -> tuple[float, float]:
@@ -143,7 +178,7 @@ class MNISTDataModule(pl.LightningDataModule):
                    data_dir=data_dir or os.environ.get(ENV_DATA_DIR) or saved.get("data_dir"),
                    download=saved.get("download", True), eval_batch_size=eval_batch_size,
                    val_fraction=saved.get("val_fraction", 0.1), split_seed=saved.get("split_seed", 0),
-                   normalize=saved.get("normalize", True))
+                   normalize=saved.get("normalize", True), classes=None if dataset else saved.get("classes"))
 
     def prepare_data(self) -> None:
         # Runs on one process per node: download here so DDP ranks do not race for the files.
@@ -159,12 +194,15 @@ class MNISTDataModule(pl.LightningDataModule):
             if n_val >= len(labels):
                 raise DataError(f"data.val_fraction={hp.val_fraction} leaves {len(labels) - n_val} of the "
                                 f"{len(labels)} training images for training")
-            val_idx, train_idx = order[:n_val].sort().values, order[n_val:].sort().values
+            val_idx = self._kept(labels, order[:n_val])
+            train_idx = self._kept(labels, order[n_val:], hp.train_per_class)
             self.train_set = (images[train_idx], labels[train_idx])
             self.val_set = (images[val_idx], labels[val_idx])
         # the test split is read (and checked) before a fit too: a bad file must not wait for the fit's end
         if self.test_set is None and stage in (None, "fit", "test", "predict"):
-            self.test_set = load_split(self.info.name, "test", hp.data_dir, hp.download)
+            images, labels = load_split(self.info.name, "test", hp.data_dir, hp.download)
+            test_idx = self._kept(labels)
+            self.test_set = (images[test_idx], labels[test_idx]) if hp.classes else (images, labels)
         device = self._cache_device()
         if device is not None:  # one copy to the GPU instead of one per batch
             for name in ("train_set", "val_set", "test_set"):

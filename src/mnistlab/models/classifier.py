@@ -145,7 +145,7 @@ class ClassifierModule(pl.LightningModule):
             return self._own_optimizer_step(batch, batch_idx)
         x, y = batch
         total, loss = self.training_loss(x, y)
-        if self._writes_logs_this_step():
+        if self.writes_logs_this_step():
             self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
         return total
 
@@ -180,7 +180,7 @@ class ClassifierModule(pl.LightningModule):
             state.setdefault(key, value)  # checkpoints written before the best was kept in them
         self._resumed_from = optimization.before_restore(checkpoint, self.hparams.optimizer, self.hparams.scheduler)
 
-    def _writes_logs_this_step(self) -> bool:
+    def writes_logs_this_step(self) -> bool:
         # self.log costs ~1 ms of Python per call: call it only on the steps the Trainer writes out
         # (every trainer.log_every_n_steps, counted as Lightning counts them).
         trainer = self._trainer
@@ -219,7 +219,7 @@ class ClassifierModule(pl.LightningModule):
             optimizer.step()
             loss = loss.detach()
         self._step_schedulers("step", batch_idx + 1)
-        if self._writes_logs_this_step():
+        if self.writes_logs_this_step():
             self.log("train/loss", loss.clone(), on_step=True, on_epoch=False, prog_bar=True, batch_size=len(batch[1]))
         return loss
 

@@ -16,6 +16,7 @@ from ..config.devices import drop_failing_nvml_check
 from ..errors import ConfigError, user_error
 from .callbacks import CudaGraphCapture
 from .checkpoint_io import AtomicCheckpointIO
+from .transfer import TransferLayers
 
 
 def instantiate_dict(section: DictConfig | None) -> list[Any]:
@@ -67,7 +68,10 @@ def build(cfg: DictConfig, extra_callbacks: list | None = None, **trainer_overri
     # extra callbacks (timers) first: their epoch-end hooks run before the configured callbacks' work; the
     # graph capture before them all, so its warm-up stays out of the clock that starts at on_train_start
     capture = [CudaGraphCapture()] if cfg.model.get("cuda_graph") else []
-    callbacks = [*capture, *(extra_callbacks or []), *instantiate_dict(cfg.get("callbacks"))]
+    # the transferred layers are in place before any other callback (the moving average) copies the network
+    transfer = cfg.get("transfer") or {}
+    start = [TransferLayers(**transfer, copy=not cfg.get("ckpt_path"))] if transfer.get("ckpt_path") else []
+    callbacks = [*start, *capture, *(extra_callbacks or []), *instantiate_dict(cfg.get("callbacks"))]
     loggers = instantiate_dict(cfg.get("logger"))
     if not loggers:  # logger=null: the learning-rate monitor has nowhere to write (Lightning refuses it)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]

@@ -20,6 +20,7 @@ from ..config import rules
 from ..data.datasets import dataset_info, load_split
 from ..errors import DataError
 from ..models import inference
+from ..models.transfer import layers_of
 from ..plots import confusion_figure, digits_figure
 
 
@@ -187,6 +188,34 @@ class CudaGraphCapture(pl.Callback):
             rank_zero_warn(f"model.cuda_graph: {pl_module.device.type} has no CUDA graphs; the step runs uncaptured")
 
 
+class GradientNorms(pl.Callback):
+    """Each layer's gradient norm (its weight and bias gradients together, before any clipping) as
+    ``grad_norm/<layer>``, and ``grad_norm/total``, on the steps the Trainer writes logs, to every logger.
+
+    What the vanishing-gradient lesson looks at: in a sigmoid network the lowest layer's gradient is a small
+    fraction of the output layer's; with ReLU or batch norm it is not. A captured CUDA graph step
+    (``model.cuda_graph``) runs no hook between its backward and its update: nothing is logged there.
+    """
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not pl_module.automatic_optimization and pl_module.device.type == "cuda":
+            rank_zero_warn("callbacks.gradient_norms: the captured CUDA graph step has no hook between backward and "
+                           "update; no gradient norms are logged (set callbacks.gradient_norms=null to say so)")
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
+        if not pl_module.writes_logs_this_step():
+            return
+        norms = {}
+        for name, modules in layers_of(pl_module.net).items():
+            grads = [p.grad.detach() for m in modules for p in m.parameters(recurse=False) if p.grad is not None]
+            if grads:  # a frozen layer (transfer.freeze_epochs) has none
+                norms[f"grad_norm/{name}"] = torch.linalg.vector_norm(torch.stack(
+                    [torch.linalg.vector_norm(g.float()) for g in grads]))
+        if norms:
+            norms["grad_norm/total"] = torch.linalg.vector_norm(torch.stack(list(norms.values())))
+            pl_module.log_dict(norms, on_step=True, on_epoch=False)
+
+
 class CrossWriterTest(pl.Callback):
     """After the test on MNIST, the tested weights read handwriting by writers MNIST never saw (``dataset``:
     the UCI digits through ``predict``'s preprocessing, data/uci_digits.py), logged as ``test/uci_acc``: what
@@ -204,6 +233,10 @@ class CrossWriterTest(pl.Callback):
         except DataError as err:
             rank_zero_warn(f"{self.metric} not measured: {err}")
             return
+        kept = datamodule.hparams.get("classes")
+        if kept:  # a run on some digits (data.classes) reads those digits only
+            where = torch.isin(labels, torch.tensor(kept))
+            images, labels = images[where], labels[where]
         predictions = inference.logits(pl_module, images).argmax(-1)
         pl_module.log(self.metric, (predictions == labels).float().mean().item())
 

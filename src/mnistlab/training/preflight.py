@@ -27,12 +27,14 @@ def check_buildable(cfg: DictConfig):
     import torch  # here: Hydra loads this callback's module for every command, --help included
 
     from .build import build_datamodule, build_model
+    from .transfer import check_transfer
 
     check_config(cfg)
     with torch.device("meta"):  # shapes without memory: a network of absurd size is refused, not allocated
         model = build_model(cfg, build_datamodule(cfg).input_stats)
     check_memory(sum(p.numel() for p in model.parameters()), cfg)
     model.build_scheduler(model.build_optimizer(), total_steps=1000)
+    check_transfer(cfg, model)
     return model
 
 
