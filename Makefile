@@ -20,15 +20,15 @@ train: $(BIN)/mnistlab-ready
 # time is interpreter start-up and imports, which two cores share well: 3m25s serial, 2m18s on two);
 # test-all: every test, as CI runs them: the fast ones as in `test`, then the slow ones serially (they
 # start processes, send signals and race them, which a second worker on two cores would only disturb), then
-# the documented commands on every core (each starts its own processes and waits on none of the others:
-# 12m25s serially, 10m28s on two workers; lines sharing a store run in order, as one test).
+# on every core the documented commands and the slow pipelines that race nothing (`parallel`: the results,
+# bench and speedrun tools end to end); lines sharing a store run in order, as one test, started first.
 test: lint
 	$(BIN)/python -m pytest -n auto $(ARGS)
 
 test-all: lint
 	$(BIN)/python -m pytest -n auto $(ARGS)
-	$(BIN)/python -m pytest -m "slow and not docs" $(ARGS)
-	$(BIN)/python -m pytest -m "slow and docs" -n auto $(ARGS)
+	$(BIN)/python -m pytest -m "slow and not docs and not parallel" $(ARGS)
+	$(BIN)/python -m pytest -m "slow and (docs or parallel)" -n auto $(ARGS)
 
 lint: $(BIN)/mnistlab-ready
 	$(BIN)/python -m ruff check src tests

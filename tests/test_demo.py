@@ -136,6 +136,29 @@ def server(mnist_cnn, mnist_root):
 
 
 @pytest.mark.slow
+def test_ctrl_c_while_the_demo_is_still_starting_stops_it_cleanly(tiny_run):
+    """Ctrl+C the moment the port opens, while gradio's launch still checks its own page: no traceback."""
+    port = free_port()
+    checkpoint = tiny_run / "checkpoints" / "last.ckpt"
+    process = subprocess.Popen([sys.executable, "-m", "mnistlab.demo", f"ckpt_path={checkpoint}", f"port={port}"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and process.poll() is None:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=60)[0]
+    finally:
+        process.kill()
+    assert process.returncode == 0 and "Traceback" not in output, output[-3000:]
+    assert "stopped" in output.splitlines()
+
+
+@pytest.mark.slow
 def test_gradio_client_reads_drawings_and_uploads(server, tmp_path):
     from gradio_client import Client, handle_file
 

@@ -90,7 +90,8 @@ COMMANDS = documented_commands()
 INSTALLS = [c for c in COMMANDS if re.match(r"(\.venv/bin/)?pip install", c)]
 # Lines that read what an earlier line wrote (a study's storage, a tracking store, the results tool's runs,
 # which its tables and ablations reuse): one test runs them in order.
-SHARED = {"optuna.db": "optuna-storage", "optuna.journal": "optuna-storage", "mlflow.db": "mlflow-store",
+SHARED = {"digits_0_4": "transfer-source", "optuna.db": "optuna-storage", "optuna.journal": "optuna-storage",
+          "mlflow.db": "mlflow-store",
           "python -m mnistlab.results": "results-runs"}
 GROUPS: dict[str, list[str]] = {}
 for _line in COMMANDS:
@@ -265,6 +266,24 @@ def run_or_skip(documented: str, workspace, monkeypatch) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.docs
+@pytest.mark.parametrize("group", sorted(GROUPS))
+# First in the file, so first to start: the results tool's lines (4-5 minutes, one after another, reusing each
+# other's runs) run while the other worker takes the lines that stand alone, instead of after them
+@pytest.mark.timeout(1500)
+def test_documented_lines_sharing_a_store_run_in_order(group, workspace, monkeypatch):
+    ran = []
+    for documented in GROUPS[group]:
+        if why_not_here(documented) is None:  # a line this machine cannot run is reported by its reason below
+            run_documented(documented, workspace, monkeypatch)
+            ran.append(documented)
+    assert ran  # the lines that write the store ran, and the ones that read it after them
+    skipped = [f"{line}: {why_not_here(line)}" for line in GROUPS[group] if line not in ran]
+    if skipped:
+        print("not run here:", *skipped, sep="\n  ")
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("documented", INSTALLS)
 def test_every_documented_install_runs_as_written(documented, workspace, monkeypatch):
     """Installs reinstall this clone into the venv: they run in make test-all's serial part, since another
@@ -277,19 +296,3 @@ def test_every_documented_install_runs_as_written(documented, workspace, monkeyp
 @pytest.mark.parametrize("documented", ALONE)
 def test_every_documented_command_runs_as_written(documented, workspace, monkeypatch):
     run_or_skip(documented, workspace, monkeypatch)
-
-
-@pytest.mark.slow
-@pytest.mark.docs
-@pytest.mark.parametrize("group", sorted(GROUPS))
-@pytest.mark.timeout(1500)  # the results tool's lines, one after another, reusing each other's runs
-def test_documented_lines_sharing_a_store_run_in_order(group, workspace, monkeypatch):
-    ran = []
-    for documented in GROUPS[group]:
-        if why_not_here(documented) is None:  # a line this machine cannot run is reported by its reason below
-            run_documented(documented, workspace, monkeypatch)
-            ran.append(documented)
-    assert ran  # the lines that write the store ran, and the ones that read it after them
-    skipped = [f"{line}: {why_not_here(line)}" for line in GROUPS[group] if line not in ran]
-    if skipped:
-        print("not run here:", *skipped, sep="\n  ")

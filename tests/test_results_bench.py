@@ -18,6 +18,7 @@ from helpers import command, synthetic_overrides
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_results_table_from_a_small_real_multirun(synthetic_root, tmp_path):
     overrides = [*synthetic_overrides(synthetic_root), "trainer.max_epochs=1", "trainer.accelerator=cpu"]
     quoted = "[" + ",".join(f"'{o}'" for o in overrides) + "]"
@@ -55,6 +56,7 @@ def test_results_table_from_a_small_real_multirun(synthetic_root, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_ablation_table_reports_what_each_lesson_buys(synthetic_root, tmp_path):
     overrides = [*synthetic_overrides(synthetic_root), "trainer.max_epochs=1", "trainer.accelerator=cpu"]
     quoted = "[" + ",".join(f"'{o}'" for o in overrides) + "]"
@@ -79,6 +81,7 @@ def test_ablation_table_reports_what_each_lesson_buys(synthetic_root, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_bench_reports_every_variant(mnist_root, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("<!-- bench:start -->\n<!-- bench:end -->\n")
@@ -133,6 +136,7 @@ def test_bench_figures_and_ratios_are_medians_that_ignore_a_burst():
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_bench_measures_lightnings_floor_when_asked(mnist_root, capsys):
     summary = bench.main(["--json", "--models", "dnn", "--variants", "lightning", "bare", "--warmup", "2",
                           "--steps", "5", "--rounds", "1", "--device", "cpu",
@@ -151,6 +155,7 @@ def test_speedrun_reference_trains_on_the_experiments_trainer():
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_speedrun_times_each_seed_against_its_reference(synthetic_root, tmp_path):
     quoted = "[" + ",".join(f"'{o}'" for o in [*synthetic_overrides(synthetic_root), "trainer=cpu"]) + "]"
     readme = tmp_path / "README.md"
@@ -191,8 +196,8 @@ def test_speedrun_times_each_seed_against_its_reference(synthetic_root, tmp_path
 def test_speedrun_refuses_an_unknown_experiment_before_training(key, tmp_path):
     bad = command("speedrun", f"{key}=nope", f"runs_dir={tmp_path / 'runs'}")
     assert bad.returncode == 2 and bad.stderr.strip() == (
-        "error: unknown experiment(s) ['nope']; choose from ['cnn_best', 'fashion_cnn', 'handwriting', 'keras_cnn', "
-        "'lenet5', 'speedrun', 'speedrun_gpu', 'tf_dnn', 'tf_dnn_tuned']")
+        "error: unknown experiment(s) ['nope']; choose from ['cnn_best', 'digits_0_4', 'digits_5_9', 'fashion_cnn', "
+        "'handwriting', 'keras_cnn', 'lenet5', 'speedrun', 'speedrun_gpu', 'tf_dnn', 'tf_dnn_tuned']")
     assert not (tmp_path / "runs").exists()
 
 
