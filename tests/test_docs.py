@@ -41,6 +41,7 @@ LIMITS = {
                          "overrides=[" + ",".join(f"'{o}'" for o in TRAIN_LIMITS) + "]"],
     "mnistlab.speedrun": ["seeds=[0]", "overrides=[" + ",".join(f"'{o}'" for o in TRAIN_LIMITS[:3]) + "]"],
     "mnistlab.bench": ["--rounds", "1", "--steps", "2", "--warmup", "1"],
+    "mnistlab.lessons": ["--quick"],
 }
 OPTUNA_LIMITS = ["hydra.sweeper.n_trials=2"]
 SERVERS = {"tensorboard": 6006, "mlflow ui": 5000, "optuna-dashboard": 8080, "mnistlab.demo": 7860}
@@ -50,7 +51,9 @@ def _lines(markdown: str) -> list[str]:
     """Commands of a Markdown text: code-block lines (continuations joined, comments and the layout block's
     tree left out) and inline code that starts a command."""
     found = []
-    for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", markdown, re.S):
+    for language, block in re.findall(r"```([\w-]*)\n(.*?)```", markdown, re.S):
+        if language not in ("", "bash", "sh"):  # a ```text block shows output, not commands
+            continue
         for line in block.replace("\\\n", " ").splitlines():
             line = re.sub(r"\s+#\s.*$", "", line).strip()
             if line and not line.startswith("#") and re.match(r"(python|make|tensorboard|mlflow|optuna|for |srun|"
