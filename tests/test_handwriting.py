@@ -110,6 +110,7 @@ def default_demo():
 def test_the_page_names_the_default_model(default_demo):
     assert default_demo.description().startswith("**the default model (handwriting.safetensors)** · CNN")
     assert "on MNIST test" in default_demo.description() and "on UCI digits" in default_demo.description()
+    assert "step" not in default_demo.description()  # safetensors keep weights, not the step they were at
 
 
 def test_the_attribution_lies_on_the_ink(default_demo, mnist_root):

@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from omegaconf import OmegaConf
 
 from ..config.compose import compose
 from ..training.fit import train
@@ -96,10 +97,304 @@ def normalization(ctx: Context) -> Page:
     return Page(figure, {k: f"test accuracy {v:.2%} after 300 steps" for k, v in accuracy.items()}, reading)
 
 
+def first_nan(rows: list[dict], key: str = "train/loss") -> int | None:
+    steps, values = column(rows, key)
+    return next((s for s, v in zip(steps, values, strict=True) if v != v), None)  # NaN != NaN
+
+
+SHORT_DNN = ["model=dnn", "optimizer=sgd", "++trainer.max_steps=300", "trainer.log_every_n_steps=10",
+             "test_best=false"]
+# The divergence guard would stop a run at its first NaN, with advice; here the NaN is the lesson
+RATES = {"lr=0.001": ["optimizer.lr=0.001"], "lr=0.01": ["optimizer.lr=0.01"], "lr=0.1": ["optimizer.lr=0.1"],
+         "lr=1": ["optimizer.lr=1.0", "callbacks.divergence_guard=null"],
+         "lr=1, gradients clipped to norm 1": ["optimizer.lr=1.0", "trainer.gradient_clip_val=1.0",
+                                                "callbacks.divergence_guard=null"]}
+
+
+@lesson("learning_rates", "5. Learning rates, from too small to NaN, and clipping",
+        "`GradientDescentOptimizer(learning_rate)`; too large and the loss turns to NaN, which "
+        "`tf.clip_by_global_norm` on the gradients can prevent.",
+        runs=[" ".join([*SHORT_DNN, *extra]) for extra in RATES.values()])
+def learning_rates(ctx: Context) -> Page:
+    figure, ax = plt.subplots(figsize=(7, 4))
+    numbers, accuracy = {}, {}
+    for name, extra in RATES.items():
+        metrics, rows = run(ctx, name.replace("=", "").replace(", ", "_").replace(" ", "_"),
+                            [*SHORT_DNN, *extra, "trainer.log_every_n_steps=1"])  # every step: the blow-up is quick
+        nan = first_nan(rows)
+        accuracy[name] = metrics.get("test/acc", float("nan"))
+        line, = ax.semilogy(*column(rows, "train/loss"), label=name + (f" (NaN from step {nan})" if nan is not None
+                                                                       else ""), linewidth=0.8)
+        if nan is not None:
+            ax.plot([nan], [1e4], "x", color=line.get_color(), markersize=10)
+        numbers[name] = f"test accuracy {accuracy[name]:.1%}" + (f"; loss NaN from step {nan}" if nan is not None
+                                                                 else "")
+    ax.set(xlabel="step", ylabel="training loss (log)", title="784-300-100-10, plain SGD, 300 steps (x: NaN)",
+           ylim=(0.03, 2e4))
+    ax.legend(fontsize=8)
+    best = max((k for k in accuracy if "clipped" not in k), key=lambda k: accuracy[k])
+    reading = (f"Too small a rate barely moves in 300 steps ({accuracy['lr=0.001']:.1%}); {best} is the best "
+               f"here ({accuracy[best]:.1%}). At lr=1 one step overshoots, the logits overflow and the loss "
+               f"becomes NaN: the network is lost ({accuracy['lr=1']:.1%}, chance). Clipping each step's gradient "
+               f"to norm 1 bounds how far a step goes, and the same rate trains "
+               f"({accuracy['lr=1, gradients clipped to norm 1']:.1%}). Without `callbacks.divergence_guard=null` "
+               f"mnistlab stops such a run at its first NaN and says which setting to change.")
+    return Page(figure, numbers, reading)
+
+
+OPTIMIZERS = {"SGD": ["optimizer=sgd"], "momentum 0.9": ["optimizer=momentum"], "Nesterov": ["optimizer=nesterov"],
+              "RMSprop": ["optimizer=rmsprop"], "Adam": ["optimizer=adam"]}
+
+
+@lesson("optimizers", "6. Optimizers",
+        "`GradientDescentOptimizer`, `MomentumOptimizer(use_nesterov=...)`, `RMSPropOptimizer`, `AdamOptimizer`: "
+        "the same gradients, different steps.",
+        runs=[" ".join([*SHORT_DNN, *extra]) for extra in OPTIMIZERS.values()])
+def optimizers(ctx: Context) -> Page:
+    figure, ax = plt.subplots(figsize=(7, 4))
+    accuracy = {}
+    for name, extra in OPTIMIZERS.items():
+        metrics, rows = run(ctx, name.split()[0].lower(), [*SHORT_DNN, *extra])
+        accuracy[name] = metrics.get("test/acc", float("nan"))
+        ax.plot(*column(rows, "train/loss"), label=f"{name}: {accuracy[name]:.1%}")
+    ax.set(xlabel="step", ylabel="training loss", title="784-300-100-10, 300 steps, each at its default rate")
+    ax.legend()
+    ranked = sorted(accuracy, key=accuracy.get, reverse=True)
+    reading = (f"After 300 steps: {', '.join(f'{k} {accuracy[k]:.1%}' for k in ranked)}. Momentum keeps a "
+               f"running direction, so steps add up where gradients agree; RMSprop and Adam scale each weight's "
+               f"step by its gradients' recent size, which is why their default rate is 0.001, not SGD's 0.01.")
+    return Page(figure, {k: f"test accuracy {v:.2%} after 300 steps" for k, v in accuracy.items()}, reading)
+
+
+DECAY = ["model=dnn", "optimizer=adam", "trainer.max_epochs=5", "test_best=false"]
+SCHEDULES = {"constant lr 0.001": [],
+             "staircase: x0.5 every 500 steps": ["scheduler=exponential", "scheduler.scheduler.staircase=true",
+                                                 "scheduler.scheduler.decay_steps=500",
+                                                 "scheduler.scheduler.decay_rate=0.5"]}
+
+
+@lesson("lr_decay", "7. Learning-rate decay",
+        "`tf.train.exponential_decay(lr, global_step, decay_steps, decay_rate, staircase=True)`: big steps "
+        "first, small ones to settle.",
+        runs=[" ".join([*DECAY, *extra]) for extra in SCHEDULES.values()])
+def lr_decay(ctx: Context) -> Page:
+    figure, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    accuracy = {}
+    for name, extra in SCHEDULES.items():
+        metrics, rows = run(ctx, "decay" if extra else "constant", [*DECAY, *extra])
+        accuracy[name] = metrics.get("test/acc", float("nan"))
+        axes[0].plot(*column(rows, "lr-Adam"), label=name)
+        axes[1].semilogy(*column(rows, "train/loss"), label=f"{name}: {accuracy[name]:.2%}", alpha=0.8)
+    axes[0].set(xlabel="step", ylabel="learning rate", title="lr-Adam, as the LR monitor logged it")
+    axes[1].set(xlabel="step", ylabel="training loss (log)", title="784-300-100-10, Adam, 5 epochs")
+    for ax in axes:
+        ax.legend()
+    constant, decayed = accuracy.values()
+    verdict = ("the smaller late steps settle lower" if decayed > constant
+               else "at this length the constant rate did as well: decay pays once a run reaches its noise floor")
+    reading = (f"The staircase halves the rate every 500 steps (0.001, 0.0005, 0.00025, ...): early steps cover "
+               f"ground, late ones stop bouncing around the minimum. After 5 epochs: {decayed:.2%} against "
+               f"{constant:.2%} at a constant rate ({(decayed - constant) * 100:+.2f} points): {verdict}.")
+    return Page(figure, {k: f"test accuracy {v:.2%} after 5 epochs" for k, v in accuracy.items()}, reading)
+
+
+PENALTIES = {"no penalty": ["regularization=none"], "L1 (1e-4)": ["regularization=l1", "regularization.l1=1e-4"],
+             "L2 (1e-3)": ["regularization=l2", "regularization.l2=1e-3"]}
+ONE_EPOCH = ["model=dnn", "optimizer=sgd", "optimizer.lr=0.1", "trainer.max_epochs=3", "test_best=false"]
+
+
+@lesson("l1_l2", "8. L1 and L2 penalties on the weights",
+        "`tf.contrib.layers.l1_regularizer` / `l2_regularizer` added to the loss: L1 pushes weights to zero, L2 "
+        "keeps them all small.",
+        runs=[" ".join([*ONE_EPOCH, *extra]) for extra in PENALTIES.values()])
+def l1_l2(ctx: Context) -> Page:
+    from ..models.checkpoint import load_checkpoint
+
+    figure, ax = plt.subplots(figsize=(7, 4))
+    numbers, sparsity = {}, {}
+    for name, extra in PENALTIES.items():
+        folder = name.split()[0].lower()
+        metrics, _ = run(ctx, folder, [*ONE_EPOCH, *extra])
+        weights = load_checkpoint(ctx.runs_dir / folder / "checkpoints" / "last.ckpt")["state_dict"]
+        first = weights["net.layers.1.weight"].flatten()
+        sparsity[name] = (first.abs() < 1e-3).float().mean().item()
+        ax.hist(first.numpy(), bins=200, range=(-0.15, 0.15), histtype="step", label=name, density=True)
+        numbers[name] = (f"test accuracy {metrics.get('test/acc', float('nan')):.2%}; first layer: "
+                         f"{sparsity[name]:.0%} of weights under 0.001, L2 norm {first.norm():.1f}")
+    ax.set(xlabel="weight of the first layer (784 -> 300)", ylabel="density", title="after 3 epochs", yscale="log")
+    ax.legend()
+    reading = (f"L1's pull is the same size for every weight, so the many weights that carry nothing (the "
+               f"pixels at the border are always 0) end at zero: {sparsity['L1 (1e-4)']:.0%} of the first layer "
+               f"under 0.001 against {sparsity['no penalty']:.0%} without. L2 pulls in proportion to a weight's "
+               f"size: it shrinks the large ones and leaves few exactly at zero ({sparsity['L2 (1e-3)']:.0%}).")
+    return Page(figure, numbers, reading)
+
+
+SMALL = ["model=dnn", "data.train_per_class=100", "optimizer=adam", "trainer.max_epochs=200",
+         "trainer.log_every_n_steps=4",
+         "callbacks.early_stopping.patience=15", "callbacks.early_stopping.monitor=val/loss",
+         "callbacks.early_stopping.mode=min"]
+DROPOUTS = {"no dropout": ["model.net.dropout=0"], "dropout 0.5": ["model.net.dropout=0.5"]}
+
+
+@lesson("dropout_early_stopping", "9. Overfitting, dropout and early stopping",
+        "on few images a network learns them by heart; `tf.layers.dropout(rate=0.5, training=...)` and stopping "
+        "when the validation loss stops improving fight it.",
+        runs=[" ".join([*SMALL, *extra]) for extra in DROPOUTS.values()])
+def dropout_early_stopping(ctx: Context) -> Page:
+    figure, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    numbers, lowest, accuracy = {}, {}, {}
+    for ax, (name, extra) in zip(axes, DROPOUTS.items(), strict=True):
+        metrics, rows = run(ctx, name.replace(" ", "_").replace(".", ""), [*SMALL, *extra])
+        train = [(int(r["epoch"]), float(r["train/loss"])) for r in rows if r.get("train/loss")]
+        val = [(int(r["epoch"]), float(r["val/loss"])) for r in rows if r.get("val/loss")]
+        best = min(val, key=lambda v: v[1]) if val else (0, float("nan"))
+        ax.plot([e for e, _ in train], [v for _, v in train], ".", markersize=2, alpha=0.4, label="training loss")
+        ax.plot([e for e, _ in val], [v for _, v in val], label="validation loss")
+        ax.axvline(best[0], color="0.5", linestyle=":", label=f"best validation: epoch {best[0]}")
+        ax.set(xlabel="epoch (8 steps: 1,000 images)", ylabel="loss", title=name, yscale="log")
+        ax.legend(fontsize=8)
+        stopped = metrics.get("stopped_early")
+        lowest[name] = best[1]
+        accuracy[name] = metrics.get("test/acc", float("nan"))
+        numbers[name] = (f"validation loss lowest ({best[1]:.3f}) at epoch {best[0]}; "
+                         f"{'stopped early' if stopped else 'ran out of epochs'} after {metrics.get('epochs')} "
+                         f"epochs; test accuracy {accuracy[name]:.2%} (the best val/acc checkpoint)")
+    plain, dropped = DROPOUTS
+    reading = (f"With 100 images per digit the training loss keeps falling while the validation loss turns back "
+               f"up: the network is memorizing. Early stopping keeps the best checkpoint and stops 15 epochs "
+               f"after the turn. Dropout makes memorizing harder: lowest validation loss {lowest[dropped]:.3f} "
+               f"against {lowest[plain]:.3f}, test accuracy {accuracy[dropped]:.2%} against {accuracy[plain]:.2%}.")
+    return Page(figure, numbers, reading)
+
+
+def parameters(ctx: Context, folder: str) -> int:
+    from ..models.checkpoint import load_checkpoint
+
+    state = load_checkpoint(ctx.runs_dir / folder / "checkpoints" / "last.ckpt")["state_dict"]
+    return sum(v.numel() for k, v in state.items() if k.startswith("net."))
+
+
+EMA_RUN = ["model=dnn", "optimizer=sgd", "optimizer.lr=0.2", "trainer.max_epochs=3", "++trainer.val_check_interval=0.2",
+           "test_best=false"]
+AVERAGES = {"the weights": [], "their moving average (decay 0.999)": ["callbacks=ema"]}
+
+
+@lesson("moving_averages", "10. Moving averages of the weights",
+        "`tf.train.ExponentialMovingAverage(0.999).apply(variables)`, then evaluating with the averages: the "
+        "noise of the last steps averaged out.",
+        runs=[" ".join([*EMA_RUN, *extra]) for extra in AVERAGES.values()])
+def moving_averages(ctx: Context) -> Page:
+    figure, ax = plt.subplots(figsize=(7, 4))
+    accuracy = {}
+    for name, extra in AVERAGES.items():
+        metrics, rows = run(ctx, "ema" if extra else "plain", [*EMA_RUN, *extra])
+        accuracy[name] = metrics.get("test/acc", float("nan"))
+        ax.plot(*column(rows, "val/acc"), marker=".", label=f"validating {name}: {accuracy[name]:.2%} test")
+    ax.set(xlabel="step", ylabel="validation accuracy", title="784-300-100-10, SGD lr 0.2, 3 epochs")
+    ax.legend()
+    plain, averaged = accuracy.values()
+    reading = (f"At a large rate the weights jump around the minimum from step to step; their average over the "
+               f"last ~1,000 steps sits nearer its middle. The same run tested with the averaged weights: "
+               f"{averaged:.2%} against {plain:.2%} ({(averaged - plain) * 100:+.2f} points), at the cost of one "
+               f"copy of the weights.")
+    return Page(figure, {f"testing {k}": f"{v:.2%}" for k, v in accuracy.items()}, reading)
+
+
+ARCHITECTURES = {"DNN 784-300-100-10": ["model=dnn"], "Keras CNN": ["model=cnn"], "LeNet-5": ["model=lenet5"]}
+TWO_EPOCHS = ["trainer.max_epochs=2", "test_best=false"]
+
+
+@lesson("architectures", "11. DNN, CNN and LeNet-5",
+        "the tutorials' dense network against their convolutional one (`tf.layers.conv2d`, `max_pooling2d`), and "
+        "LeNet-5, the first CNN for digits.",
+        runs=[" ".join([*extra, *TWO_EPOCHS]) for extra in ARCHITECTURES.values()])
+def architectures(ctx: Context) -> Page:
+    figure, ax = plt.subplots(figsize=(7, 4))
+    numbers, found = {}, {}
+    for name, extra in ARCHITECTURES.items():
+        folder = name.split()[0].lower().replace("-", "")
+        metrics, _ = run(ctx, folder, [*extra, *TWO_EPOCHS])
+        found[name] = (parameters(ctx, folder), metrics.get("fit_seconds", 0.0), metrics.get("test/acc", float("nan")))
+        count, seconds, acc = found[name]
+        ax.scatter(seconds, acc * 100, s=30 + count / 2000)
+        ax.annotate(f"{name}\n{count:,} parameters", (seconds, acc * 100), textcoords="offset points", xytext=(8, -4))
+        numbers[name] = f"{count:,} parameters; {seconds:.0f} s for 2 epochs; test accuracy {acc:.2%}"
+    ax.set(xlabel="seconds to train 2 epochs (2-core CPU)", ylabel="test accuracy %", title="same data, 2 epochs, Adam")
+    dnn, cnn, _ = found.values()
+    reading = (f"The CNN has {cnn[0] / dnn[0]:.2f}x the DNN's parameters but shares each 3x3 or 5x5 filter across "
+               f"the whole image, so it sees strokes wherever they are: {cnn[2]:.2%} against {dnn[2]:.2%}, for "
+               f"{cnn[1] / max(dnn[1], 1e-9):.1f}x the time. Convolutions cost compute, not parameters.")
+    return Page(figure, numbers, reading)
+
+
+BATCHES = (16, 128, 1024)
+ONE_PASS = ["model=dnn", "optimizer=sgd", "optimizer.lr=0.05", "trainer.max_epochs=1", "test_best=false"]
+
+
+@lesson("batch_size", "12. Batch size, steps and epochs",
+        "`batch_size` images per `sess.run(train_op)`: one step; an epoch is one pass over the training set, "
+        "however many steps that takes.",
+        runs=[" ".join([*ONE_PASS, f"data.batch_size={b}"]) for b in BATCHES])
+def batch_size(ctx: Context) -> Page:
+    figure, ax = plt.subplots(figsize=(7, 4))
+    numbers, accuracy = {}, {}
+    for batch in BATCHES:
+        metrics, rows = run(ctx, f"batch_{batch}", [*ONE_PASS, f"data.batch_size={batch}",
+                                                    f"trainer.log_every_n_steps={max(1, 3000 // batch)}"])
+        steps, losses = column(rows, "train/loss")
+        accuracy[batch] = metrics.get("test/acc", float("nan"))
+        ax.plot([s * batch for s in steps], losses, label=f"batch {batch}: {metrics.get('global_step')} steps")
+        numbers[f"batch {batch}"] = (f"{metrics.get('global_step')} steps = {metrics.get('epochs')} epoch; "
+                                     f"{metrics.get('fit_seconds', 0):.1f} s; test accuracy {accuracy[batch]:.2%}")
+    ax.set(xlabel="training images seen", ylabel="training loss", title="one epoch, SGD lr 0.05")
+    ax.legend()
+    small, large = accuracy[BATCHES[0]], accuracy[BATCHES[-1]]
+    verdict = "get further in one pass" if small > large else "do not get further in one pass here"
+    reading = (f"One epoch is 54,000 images whatever the batch: {54_000 // 16:,} steps of 16 or {54_000 // 1024} of "
+               f"1,024. At the same learning rate small batches take many more (noisier) steps and {verdict} "
+               f"({small:.2%} against {large:.2%}); large batches use the CPU better per image but need a larger "
+               f"rate or more epochs.")
+    return Page(figure, numbers, reading)
+
+
+FEW = ["model=cnn", "data.train_per_class=100", "trainer.max_epochs=40", "callbacks.early_stopping.patience=10"]
+AUGMENTS = {"as they are": ["augment=none"], "augmented (augment=digits)": ["augment=digits"]}
+
+
+@lesson("augmentation", "13. Data augmentation",
+        "Keras' `ImageDataGenerator(rotation_range=10, width_shift_range=0.1, zoom_range=0.1)`: every epoch sees "
+        "slightly different digits.",
+        runs=[" ".join([*FEW, *extra]) for extra in AUGMENTS.values()])
+def augmentation(ctx: Context) -> Page:
+    import torch
+
+    from ..data.augment import BatchAugment
+    from ..data.datasets import load_split
+    from ..plots import digits_figure
+
+    accuracy = {}
+    for name, extra in AUGMENTS.items():
+        metrics, _ = run(ctx, extra[0].split("=")[1], [*FEW, *extra])
+        accuracy[name] = metrics.get("test/acc", float("nan"))
+    images, labels = load_split("mnist", "test", ctx.data_dir)
+    pixels = images[:8].float().div(255).unsqueeze(1)
+    augment = BatchAugment(**OmegaConf.to_container(compose(["augment=digits"]).augment, resolve=True))
+    generator = torch.Generator().manual_seed(0)
+    rows = [pixels, augment(pixels, generator=generator), augment(pixels, generator=generator)]
+    titles = [f"{int(y)} as is" for y in labels[:8]] + [f"{int(y)} drawn" for y in labels[:8]] * 2
+    figure = digits_figure(torch.cat(rows), titles=titles, columns=8, title="augment=digits: rotation, shift, zoom")
+    plain, augmented = accuracy.values()
+    reading = (f"With 100 images per digit the CNN memorizes them; drawn anew each epoch they stop being the same "
+               f"images: {augmented:.2%} against {plain:.2%} on the test set ({(augmented - plain) * 100:+.2f} "
+               f"points). The picture is what the network saw: the first row as is, then two draws of each.")
+    return Page(figure, {f"100 per digit, {k}": f"test accuracy {v:.2%}" for k, v in accuracy.items()}, reading)
+
+
 TRANSFER_SEEDS = (0, 1, 2)
 
 
-@lesson("transfer", "5. Reusing a trained network's lower layers",
+@lesson("transfer", "14. Reusing a trained network's lower layers",
         "restore some layers with a `Saver` over their variables, and leave them out of `minimize(var_list=...)` "
         "for a while.",
         runs=["experiment=digits_0_4",

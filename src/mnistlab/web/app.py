@@ -126,8 +126,9 @@ class DigitDemo:
         layers = (hparams.get("net") or {}).get("channels") or (hparams.get("net") or {}).get("hidden")
         shape = f" {list(layers)}" if layers else ""
         name = f"the default model ({self.ckpt_path.name})" if self.ckpt_path == DEFAULT_MODEL else self.ckpt_path
+        step = self.checkpoint.get("global_step")  # a .safetensors model keeps its weights, not its steps
         return (f"**{name}** · {model}{shape} · {parameters:,} parameters · trained on "
-                f"{self.info.name} · test accuracy {accuracy} · step {self.checkpoint.get('global_step', '?')}")
+                f"{self.info.name} · test accuracy {accuracy}" + (f" · step {step}" if step is not None else ""))
 
     def example_files(self, folder: Path) -> list[str]:
         """A few test-set digits as PNG files (the page's examples); none when the data is not at hand."""
