@@ -11,8 +11,9 @@ import torch
 from mnistlab.data.datamodule import MNISTDataModule
 from mnistlab.errors import ConfigError
 from mnistlab.models.checkpoint import load_checkpoint
+from mnistlab.models.layers import layers_of
 from mnistlab.models.nets import CNN, DNN
-from mnistlab.models.transfer import layers_of, select_layers
+from mnistlab.models.transfer import select_layers
 
 from helpers import command, run_train, synthetic_overrides
 

@@ -1,9 +1,11 @@
-"""The two layers the networks open with: ``Normalize`` (pixels -> standardized) and ``CenterCrop``."""
+"""The two layers the networks open with, ``Normalize`` (pixels -> standardized) and ``CenterCrop``, and a
+network's layers by name (what transfer learning copies and the gradient norms are logged by)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
 
 from ..config import rules
 
@@ -45,3 +47,23 @@ class CenterCrop(nn.Module):
 
     def extra_repr(self) -> str:
         return f"side={self.side}"
+
+
+def layers_of(net: nn.Module) -> dict[str, list[nn.Module]]:
+    """The network's layers in order, named as in its ``state_dict`` (``layers.1``, ``features.0``): each
+    module with weights of its own, a normalization (batch norm) going with the layer it follows."""
+    found: dict[str, list[nn.Module]] = {}
+    for name, module in net.named_modules():
+        if not any(True for _ in module.parameters(recurse=False)):
+            continue
+        if isinstance(module, _NormBase) and found:
+            next(reversed(found.values())).append(module)
+        else:
+            found[name] = [module]
+    return found
+
+
+def module_names(net: nn.Module, layer: str) -> list[str]:
+    """The ``state_dict`` prefixes of a layer (its own module, and its batch norm if any)."""
+    prefixes = {id(m): name for name, m in net.named_modules()}
+    return [prefixes[id(m)] for m in layers_of(net)[layer]]

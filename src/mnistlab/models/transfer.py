@@ -1,5 +1,5 @@
-"""A network's layers by name, and transfer learning: some layers of a trained network copied into a new one
-(the DNN tutorial's lesson: reuse the lower layers of a trained network to start another)."""
+"""Transfer learning: some layers of a trained network copied into a new one (the DNN tutorial's lesson:
+reuse the lower layers of a trained network to start another)."""
 
 from __future__ import annotations
 
@@ -8,30 +8,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _NormBase
 
 from ..config import rules
 from ..errors import ConfigError
-
-
-def layers_of(net: nn.Module) -> dict[str, list[nn.Module]]:
-    """The network's layers in order, named as in its ``state_dict`` (``layers.1``, ``features.0``): each
-    module with weights of its own, a normalization (batch norm) going with the layer it follows."""
-    found: dict[str, list[nn.Module]] = {}
-    for name, module in net.named_modules():
-        if not any(True for _ in module.parameters(recurse=False)):
-            continue
-        if isinstance(module, _NormBase) and found:
-            next(reversed(found.values())).append(module)
-        else:
-            found[name] = [module]
-    return found
-
-
-def module_names(net: nn.Module, layer: str) -> list[str]:
-    """The ``state_dict`` prefixes of a layer (its own module, and its batch norm if any)."""
-    prefixes = {id(m): name for name, m in net.named_modules()}
-    return [prefixes[id(m)] for m in layers_of(net)[layer]]
+from .layers import layers_of, module_names
 
 
 def select_layers(net: nn.Module, layers: int | Sequence[str] | None) -> list[str]:

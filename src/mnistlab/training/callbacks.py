@@ -20,7 +20,7 @@ from ..config import rules
 from ..data.datasets import dataset_info, load_split
 from ..errors import DataError
 from ..models import inference
-from ..models.transfer import layers_of
+from ..models.layers import layers_of
 from ..plots import confusion_figure, digits_figure
 
 

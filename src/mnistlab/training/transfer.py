@@ -15,7 +15,8 @@ from ..config import rules
 from ..config.checks import device_count
 from ..errors import ConfigError
 from ..models.checkpoint import load_checkpoint
-from ..models.transfer import layers_of, select_layers, transferred_state
+from ..models.layers import layers_of
+from ..models.transfer import select_layers, transferred_state
 
 
 def check_transfer(cfg: DictConfig, model) -> None:
