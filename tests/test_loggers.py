@@ -36,6 +36,7 @@ def test_csv_logger_holds_every_epoch_and_the_final_metrics(train_with):
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_mlflow_logger_run_reads_back_with_the_mlflow_client(train_with):
     pytest.importorskip("mlflow", reason="the track extra is not installed: pip install -e '.[track]'")
     from mlflow.tracking import MlflowClient
@@ -50,6 +51,7 @@ def test_mlflow_logger_run_reads_back_with_the_mlflow_client(train_with):
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_wandb_logger_writes_an_offline_run_with_no_network(train_with):
     pytest.importorskip("wandb", reason="the track extra is not installed: pip install -e '.[track]'")
     _, run_dir = train_with("wandb")
@@ -63,6 +65,7 @@ def test_wandb_logger_writes_an_offline_run_with_no_network(train_with):
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_many_loggers_and_no_logger(train_with, synthetic_root, tmp_path):
     pytest.importorskip("mlflow", reason="the track extra is not installed")
     metrics, run_dir = train_with("many")

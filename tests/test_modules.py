@@ -50,6 +50,18 @@ def test_label_smoothing_softens_training_targets_only():
         SoftmaxClassifier(optimizer=SGD, regularization={"label_smoothing": 1.5})
 
 
+def test_squared_error_is_the_softmax_s_distance_from_the_one_hot_label():
+    module = SoftmaxClassifier(optimizer=SGD, loss="squared_error")
+    x, y = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    probabilities = module(x).softmax(-1)
+    expected = sum((probabilities[i] - torch.eye(10)[y[i]]).pow(2).sum() for i in range(4)) / 4
+    assert torch.allclose(module.training_step((x, y), 0), expected, atol=1e-6)
+    with pytest.raises(ConfigError, match=r"model\.loss must be one of cross_entropy, squared_error, got 'hinge'"):
+        SoftmaxClassifier(optimizer=SGD, loss="hinge")
+    with pytest.raises(ConfigError, match="label_smoothing smooths the cross-entropy's targets"):
+        SoftmaxClassifier(optimizer=SGD, loss="squared_error", regularization={"label_smoothing": 0.1})
+
+
 def test_optimizer_arguments_torch_refuses_are_config_errors():
     module = SoftmaxClassifier(optimizer={"_target_": "torch.optim.Adam", "lr": 0.001, "eps": -1.0})
     with pytest.raises(ConfigError, match=r"^optimizer: Invalid epsilon value: -1\.0$"):

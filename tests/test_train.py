@@ -185,6 +185,7 @@ def test_cli_fast_dev_run(synthetic_root, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_torch_compile_trains_and_keeps_checkpoint_keys_plain(synthetic_root, tmp_path):
     metrics = run_train(tmp_path, [*synthetic_overrides(synthetic_root), "model=cnn", "model.compile=true",
                                    "trainer.max_epochs=1"])

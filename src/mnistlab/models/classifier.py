@@ -17,6 +17,10 @@ from ..errors import ConfigError
 from . import nets, optimization
 from .checkpoint_state import plain, restore_rng_states, save_rng_states
 
+# What training minimizes: the cross-entropy (every recipe), or the squared error between the softmax and the
+# one-hot label that early tutorials start with (the losses lesson).
+LOSSES = ("cross_entropy", "squared_error")
+
 
 def eval_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``val/loss`` and ``test/loss``: plain cross-entropy, whatever the training loss smooths."""
@@ -48,6 +52,7 @@ class ClassifierModule(pl.LightningModule):
         cuda_graph: bool = False,
         input_mean: float = 0.0,
         input_std: float = 1.0,
+        loss: str = "cross_entropy",
     ) -> None:
         super().__init__()
         net, optimizer, scheduler, regularization = map(plain, (net or {}, optimizer, scheduler, regularization or {}))
@@ -55,7 +60,7 @@ class ClassifierModule(pl.LightningModule):
             dict(net=net, optimizer=optimizer, scheduler=scheduler, regularization=regularization,
                  num_classes=num_classes, channels_last=channels_last, compile=compile,
                  cuda_graph=rules.switch("model.cuda_graph", cuda_graph), input_mean=input_mean,
-                 input_std=input_std)
+                 input_std=input_std, loss=loss)
         )
         # cuda_graph: the module steps the optimizer itself, replaying a captured step (models/cuda_graph.py)
         self.automatic_optimization = not cuda_graph
@@ -64,6 +69,12 @@ class ClassifierModule(pl.LightningModule):
         self.l2 = float(rules.non_negative("regularization.l2", regularization.get("l2") or 0.0))
         self.label_smoothing = float(rules.fraction("regularization.label_smoothing",
                                                     regularization.get("label_smoothing") or 0.0))
+        if loss not in LOSSES:
+            raise ConfigError(f"model.loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        if loss == "squared_error" and self.label_smoothing:
+            raise ConfigError("regularization.label_smoothing smooths the cross-entropy's targets; "
+                              "model.loss=squared_error has no such targets: drop one of them")
+        self.loss_name = loss
         try:
             self.net = self.net_class(**net, num_classes=num_classes, input_mean=input_mean, input_std=input_std)
         except TypeError as err:
@@ -131,9 +142,14 @@ class ClassifierModule(pl.LightningModule):
 
     # -- steps ---------------------------------------------------------------------------------
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(loss to minimize, cross-entropy)``; counts the batch's correct predictions on the device."""
+        """``(loss to minimize, the loss before penalties)``; counts the batch's correct predictions on the
+        device."""
         logits = self(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        if self.loss_name == "squared_error":  # the squared distance of the softmax from the one-hot label
+            target = F.one_hot(y, logits.shape[-1]).to(logits.dtype)
+            loss = (logits.softmax(-1) - target).pow(2).sum(-1).mean()
+        else:
+            loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         with torch.no_grad():  # counts stay on the device: no host sync per step
             self.train_correct.add_((logits.argmax(-1) == y).sum())  # add_: no Module.__setattr__ per step
             self.train_seen.add_(len(y))

@@ -9,7 +9,7 @@ from torch import nn
 from .book import Context, Page, lesson
 
 
-@lesson("gradient_descent", "1. Gradient descent on a linear regression",
+@lesson("gradient_descent", "Gradient descent on a linear regression",
         "a graph of placeholders and Variables, run in a Session; `GradientDescentOptimizer(lr).minimize(mse)` "
         "changes the Variables a step at a time.")
 def gradient_descent(ctx: Context) -> Page:
@@ -56,7 +56,7 @@ def gradient_descent(ctx: Context) -> Page:
     return Page(figure, numbers, reading)
 
 
-@lesson("xor", "2. XOR: why a hidden layer",
+@lesson("xor", "XOR: why a hidden layer",
         "a single `tf.layers.dense` (logistic regression) cannot separate XOR; one hidden layer with a "
         "non-linearity can.")
 def xor(ctx: Context) -> Page:

@@ -45,13 +45,19 @@ class Lesson:
     build: Callable[[Context], Page]
     runs: list[str] = field(default_factory=list)  # the runs it trains, as train overrides a reader can paste
 
+    @property
+    def number(self) -> int:
+        """Its place in the book: lessons are numbered in the order they are registered."""
+        return list(LESSONS).index(self.name) + 1
+
     def section(self, page: Page, seconds: float, figure: str) -> str:
         rows = "\n".join(f"| {name} | {value} |" for name, value in page.numbers.items())
         runs = "".join(f"\n- `{overrides}`" for overrides in self.runs)
         trained = f"\n\nIts runs, as `python -m mnistlab.train` overrides:{runs}" if runs else ""
-        return (f"## {self.title}\n\n*In TensorFlow:* {self.tensorflow}\n\n```bash\npython -m mnistlab.lessons "
-                f"{self.name}\n```{trained}\n\n![{self.title}]({figure})\n\n| measured | |\n|---|---|\n{rows}\n\n"
-                f"{page.reading}\n\n*Built {date.today().isoformat()} in {seconds:.0f} s on {machine()}.*\n")
+        return (f"## {self.number}. {self.title}\n\n*In TensorFlow:* {self.tensorflow}\n\n```bash\n"
+                f"python -m mnistlab.lessons {self.name}\n```{trained}\n\n![{self.title}]({figure})\n\n"
+                f"| measured | |\n|---|---|\n{rows}\n\n{page.reading}\n\n"
+                f"*Built {date.today().isoformat()} in {seconds:.0f} s on {machine()}.*\n")
 
 
 LESSONS: dict[str, Lesson] = {}

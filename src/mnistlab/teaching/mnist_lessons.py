@@ -43,7 +43,7 @@ DEEP_DNN = ["model=dnn", "model.net.hidden=[100,100,100,100,100]", "optimizer=sg
             "data.normalize=false", "++trainer.max_steps=300", "trainer.log_every_n_steps=10", "test_best=false"]
 
 
-@lesson("vanishing_gradients", "3. Activations and vanishing gradients",
+@lesson("vanishing_gradients", "Activations and vanishing gradients",
         "deep networks of sigmoids barely train: the gradient shrinks layer by layer toward the input; ReLU "
         "(`tf.nn.relu`) and `tf.layers.batch_normalization` fix it.",
         runs=[" ".join([*DEEP_DNN, *extra]) for extra in VANISHING.values()])
@@ -76,7 +76,7 @@ NORMALIZATION = ["model=dnn", "optimizer=sgd", "optimizer.lr=0.05", "++trainer.m
                  "trainer.log_every_n_steps=10", "test_best=false"]
 
 
-@lesson("normalization", "4. Input normalization",
+@lesson("normalization", "Input normalization",
         "the tutorials feed pixels scaled to [0, 1]; standardizing them (mean 0, standard deviation 1) is "
         "`(x - mean) / std` before the first layer.",
         runs=[" ".join([*NORMALIZATION, f"data.normalize={v}"]) for v in ("false", "true")])
@@ -111,7 +111,7 @@ RATES = {"lr=0.001": ["optimizer.lr=0.001"], "lr=0.01": ["optimizer.lr=0.01"], "
                                                 "callbacks.divergence_guard=null"]}
 
 
-@lesson("learning_rates", "5. Learning rates, from too small to NaN, and clipping",
+@lesson("learning_rates", "Learning rates, from too small to NaN, and clipping",
         "`GradientDescentOptimizer(learning_rate)`; too large and the loss turns to NaN, which "
         "`tf.clip_by_global_norm` on the gradients can prevent.",
         runs=[" ".join([*SHORT_DNN, *extra]) for extra in RATES.values()])
@@ -142,11 +142,38 @@ def learning_rates(ctx: Context) -> Page:
     return Page(figure, numbers, reading)
 
 
+LOSSES = {"cross-entropy": ["model.loss=cross_entropy"], "squared error": ["model.loss=squared_error"]}
+LOSS_RUN = ["model=dnn", "optimizer=sgd", "optimizer.lr=0.1", "++trainer.max_steps=300",
+            "trainer.log_every_n_steps=10", "test_best=false"]
+
+
+@lesson("losses", "Losses: cross-entropy against squared error",
+        "`tf.nn.softmax_cross_entropy_with_logits` against `tf.losses.mean_squared_error(one_hot, softmax)`: the "
+        "same predictions, different gradients.",
+        runs=[" ".join([*LOSS_RUN, *extra]) for extra in LOSSES.values()])
+def losses(ctx: Context) -> Page:
+    figure, ax = plt.subplots(figsize=(7, 4))
+    accuracy = {}
+    for name, extra in LOSSES.items():
+        metrics, rows = run(ctx, name.replace(" ", "_").replace("-", "_"), [*LOSS_RUN, *extra])
+        accuracy[name] = metrics.get("test/acc", float("nan"))
+        ax.plot(*column(rows, "train/acc"), marker=".", label=f"{name}: {accuracy[name]:.1%} test")
+    ax.set(xlabel="step", ylabel="training accuracy", title="784-300-100-10, SGD lr 0.1, 300 steps")
+    ax.legend()
+    entropy, squared = accuracy.values()
+    reading = (f"Cross-entropy's gradient on the logits is softmax minus one-hot: a confidently wrong answer gets "
+               f"the largest push. The squared error passes through the softmax's slope, which is nearly flat "
+               f"when the softmax is sure, wrong or right, so learning slows: after 300 steps {squared:.1%} "
+               f"against {entropy:.1%}.")
+    return Page(figure, {f"{k} loss": f"test accuracy {v:.2%} after 300 steps" for k, v in accuracy.items()},
+                reading)
+
+
 OPTIMIZERS = {"SGD": ["optimizer=sgd"], "momentum 0.9": ["optimizer=momentum"], "Nesterov": ["optimizer=nesterov"],
               "RMSprop": ["optimizer=rmsprop"], "Adam": ["optimizer=adam"]}
 
 
-@lesson("optimizers", "6. Optimizers",
+@lesson("optimizers", "Optimizers",
         "`GradientDescentOptimizer`, `MomentumOptimizer(use_nesterov=...)`, `RMSPropOptimizer`, `AdamOptimizer`: "
         "the same gradients, different steps.",
         runs=[" ".join([*SHORT_DNN, *extra]) for extra in OPTIMIZERS.values()])
@@ -173,7 +200,7 @@ SCHEDULES = {"constant lr 0.001": [],
                                                  "scheduler.scheduler.decay_rate=0.5"]}
 
 
-@lesson("lr_decay", "7. Learning-rate decay",
+@lesson("lr_decay", "Learning-rate decay",
         "`tf.train.exponential_decay(lr, global_step, decay_steps, decay_rate, staircase=True)`: big steps "
         "first, small ones to settle.",
         runs=[" ".join([*DECAY, *extra]) for extra in SCHEDULES.values()])
@@ -203,7 +230,7 @@ PENALTIES = {"no penalty": ["regularization=none"], "L1 (1e-4)": ["regularizatio
 ONE_EPOCH = ["model=dnn", "optimizer=sgd", "optimizer.lr=0.1", "trainer.max_epochs=3", "test_best=false"]
 
 
-@lesson("l1_l2", "8. L1 and L2 penalties on the weights",
+@lesson("l1_l2", "L1 and L2 penalties on the weights",
         "`tf.contrib.layers.l1_regularizer` / `l2_regularizer` added to the loss: L1 pushes weights to zero, L2 "
         "keeps them all small.",
         runs=[" ".join([*ONE_EPOCH, *extra]) for extra in PENALTIES.values()])
@@ -237,7 +264,7 @@ SMALL = ["model=dnn", "data.train_per_class=100", "optimizer=adam", "trainer.max
 DROPOUTS = {"no dropout": ["model.net.dropout=0"], "dropout 0.5": ["model.net.dropout=0.5"]}
 
 
-@lesson("dropout_early_stopping", "9. Overfitting, dropout and early stopping",
+@lesson("dropout_early_stopping", "Overfitting, dropout and early stopping",
         "on few images a network learns them by heart; `tf.layers.dropout(rate=0.5, training=...)` and stopping "
         "when the validation loss stops improving fight it.",
         runs=[" ".join([*SMALL, *extra]) for extra in DROPOUTS.values()])
@@ -280,7 +307,7 @@ EMA_RUN = ["model=dnn", "optimizer=sgd", "optimizer.lr=0.2", "trainer.max_epochs
 AVERAGES = {"the weights": [], "their moving average (decay 0.999)": ["callbacks=ema"]}
 
 
-@lesson("moving_averages", "10. Moving averages of the weights",
+@lesson("moving_averages", "Moving averages of the weights",
         "`tf.train.ExponentialMovingAverage(0.999).apply(variables)`, then evaluating with the averages: the "
         "noise of the last steps averaged out.",
         runs=[" ".join([*EMA_RUN, *extra]) for extra in AVERAGES.values()])
@@ -305,7 +332,7 @@ ARCHITECTURES = {"DNN 784-300-100-10": ["model=dnn"], "Keras CNN": ["model=cnn"]
 TWO_EPOCHS = ["trainer.max_epochs=2", "test_best=false"]
 
 
-@lesson("architectures", "11. DNN, CNN and LeNet-5",
+@lesson("architectures", "DNN, CNN and LeNet-5",
         "the tutorials' dense network against their convolutional one (`tf.layers.conv2d`, `max_pooling2d`), and "
         "LeNet-5, the first CNN for digits.",
         runs=[" ".join([*extra, *TWO_EPOCHS]) for extra in ARCHITECTURES.values()])
@@ -328,11 +355,34 @@ def architectures(ctx: Context) -> Page:
     return Page(figure, numbers, reading)
 
 
+@lesson("kernels", "Convolution kernels",
+        "`tf.nn.conv2d(image, kernel)` with hand-made kernels (edges, blur), then the kernels a CNN learned in "
+        "its first layer.",
+        runs=["model=cnn trainer.max_epochs=1"])
+def kernels(ctx: Context) -> Page:
+    from ..data.datasets import load_split
+    from ..models.checkpoint import load_model
+    from ..models.filters import kernels_figure
+
+    metrics, _ = run(ctx, "cnn", ["model=cnn", "trainer.max_epochs=1", "test_best=false"])
+    module, _ = load_model(ctx.runs_dir / "cnn" / "checkpoints" / "last.ckpt")
+    images, labels = load_split("mnist", "test", ctx.data_dir)
+    figure = kernels_figure(images[0].float().div(255), str(int(labels[0])), module)
+    first = module.net.features[0].weight
+    reading = (f"A kernel is a small weight grid slid over the image: the hand-made ones (top row) find edges in "
+               f"one direction or blur. The CNN's first layer learned {first.shape[0]} kernels of "
+               f"{first.shape[2]}x{first.shape[3]} in one epoch ({metrics.get('test/acc', float('nan')):.2%} test): "
+               f"many are edge and stroke detectors of their own, and the feature maps below show where each fires. "
+               f"The kernels tool (`mnistlab.kernels`) draws this for any CNN checkpoint.")
+    return Page(figure, {"the CNN after one epoch": f"test accuracy {metrics.get('test/acc', float('nan')):.2%}",
+                         "its first layer": f"{first.shape[0]} kernels of {first.shape[2]}x{first.shape[3]}"}, reading)
+
+
 BATCHES = (16, 128, 1024)
 ONE_PASS = ["model=dnn", "optimizer=sgd", "optimizer.lr=0.05", "trainer.max_epochs=1", "test_best=false"]
 
 
-@lesson("batch_size", "12. Batch size, steps and epochs",
+@lesson("batch_size", "Batch size, steps and epochs",
         "`batch_size` images per `sess.run(train_op)`: one step; an epoch is one pass over the training set, "
         "however many steps that takes.",
         runs=[" ".join([*ONE_PASS, f"data.batch_size={b}"]) for b in BATCHES])
@@ -362,7 +412,7 @@ FEW = ["model=cnn", "data.train_per_class=100", "trainer.max_epochs=40", "callba
 AUGMENTS = {"as they are": ["augment=none"], "augmented (augment=digits)": ["augment=digits"]}
 
 
-@lesson("augmentation", "13. Data augmentation",
+@lesson("augmentation", "Data augmentation",
         "Keras' `ImageDataGenerator(rotation_range=10, width_shift_range=0.1, zoom_range=0.1)`: every epoch sees "
         "slightly different digits.",
         runs=[" ".join([*FEW, *extra]) for extra in AUGMENTS.values()])
@@ -391,10 +441,54 @@ def augmentation(ctx: Context) -> Page:
     return Page(figure, {f"100 per digit, {k}": f"test accuracy {v:.2%}" for k, v in accuracy.items()}, reading)
 
 
+@lesson("checkpoints", "Checkpoints: saved, read and restored",
+        "`tf.train.Saver().save(sess, path)`, `NewCheckpointReader(path)` to read it, `saver.restore(sess, path)` "
+        "to continue.",
+        runs=["model=dnn trainer.max_epochs=2"])
+def checkpoints(ctx: Context) -> Page:
+    import io
+
+    import torch
+
+    from ..data.datasets import load_split
+    from ..models.checkpoint import load_checkpoint, load_model
+    from ..models.inference import logits
+    from ..training.checkpoint_report import inspect_checkpoint
+
+    metrics, _ = run(ctx, "dnn", ["model=dnn", "trainer.max_epochs=2", "test_best=false"])
+    path = ctx.runs_dir / "dnn" / "checkpoints" / "last.ckpt"
+    checkpoint = load_checkpoint(path)
+    sizes = {}
+    for key, value in checkpoint.items():
+        buffer = io.BytesIO()
+        torch.save(value, buffer)
+        sizes[key] = buffer.tell() / 1e6
+    figure, ax = plt.subplots(figsize=(7, 3.8))
+    shown = sorted(sizes.items(), key=lambda kv: kv[1])
+    ax.barh([k for k, _ in shown], [v for _, v in shown])
+    ax.set(xscale="log", xlabel="MB (log)", title=f"what {path.name} holds ({path.stat().st_size / 1e6:.1f} MB)")
+    report = inspect_checkpoint(str(path))
+    module, _ = load_model(path)
+    images, labels = load_split("mnist", "test", ctx.data_dir)
+    restored = (logits(module, images).argmax(-1) == labels).float().mean().item()
+    recorded = metrics.get("test/acc", float("nan"))
+    state = report["state"]
+    numbers = {"saved": f"{path.name}: {path.stat().st_size / 1e6:.2f} MB after epoch {state['epoch']}, step "
+                        f"{state['global_step']}",
+               "read": f"{report['parameters']:,} parameters in {len(report['tensors'])} tensors",
+               "restored": f"test accuracy {restored:.2%} from the file against {recorded:.2%} the run reported"}
+    reading = (f"A Lightning checkpoint is a dictionary: the weights (state_dict, {sizes.get('state_dict', 0):.2f} "
+               f"MB), the optimizer's state, the callbacks' (best score, early stopping's patience), the loops' "
+               f"counters and the hyperparameters, which is what lets `ckpt_path=` continue a run where it stopped. "
+               f"Read back with `torch.load(weights_only=True)` (the `mnistlab.inspect` tool), its weights give "
+               f"{restored:.2%} on the test set, the {recorded:.2%} the run reported.")
+    return Page(figure, numbers, reading)
+
+
 TRANSFER_SEEDS = (0, 1, 2)
 
 
-@lesson("transfer", "14. Reusing a trained network's lower layers",
+@lesson("transfer", "Reusing a trained network's lower layers",
         "restore some layers with a `Saver` over their variables, and leave them out of `minimize(var_list=...)` "
         "for a while.",
         runs=["experiment=digits_0_4",
@@ -408,7 +502,7 @@ def transfer(ctx: Context) -> Page:
     accuracy: dict[str, list[float]] = {}
     variants = (("from scratch", "null", "C0"), ("from the 0-4 layers", str(checkpoint), "C1"))
     for name, path, color in variants:
-        for seed in TRANSFER_SEEDS:
+        for seed in TRANSFER_SEEDS[:1] if ctx.quick else TRANSFER_SEEDS:
             metrics, rows = run(ctx, f"{name.replace(' ', '_').replace('-', '_')}/seed_{seed}",
                                 ["experiment=digits_5_9", "data.train_per_class=30", f"transfer.ckpt_path={path}",
                                  f"seed={seed}"])
