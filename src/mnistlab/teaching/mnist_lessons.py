@@ -31,6 +31,11 @@ def run(ctx: Context, name: str, overrides: list[str]) -> tuple[dict, list[dict]
         return metrics, list(csv.DictReader(f))
 
 
+def last_checkpoint(ctx: Context, name: str) -> Path:
+    """The ``last.ckpt`` of the run ``name`` trained by ``run``."""
+    return ctx.runs_dir / name / "checkpoints" / "last.ckpt"
+
+
 def column(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
     """The steps and values of one logged metric."""
     found = [(int(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
@@ -227,13 +232,13 @@ def lr_decay(ctx: Context) -> Page:
 
 PENALTIES = {"no penalty": ["regularization=none"], "L1 (1e-4)": ["regularization=l1", "regularization.l1=1e-4"],
              "L2 (1e-3)": ["regularization=l2", "regularization.l2=1e-3"]}
-ONE_EPOCH = ["model=dnn", "optimizer=sgd", "optimizer.lr=0.1", "trainer.max_epochs=3", "test_best=false"]
+THREE_EPOCHS = ["model=dnn", "optimizer=sgd", "optimizer.lr=0.1", "trainer.max_epochs=3", "test_best=false"]
 
 
 @lesson("l1_l2", "L1 and L2 penalties on the weights",
         "`tf.contrib.layers.l1_regularizer` / `l2_regularizer` added to the loss: L1 pushes weights to zero, L2 "
         "keeps them all small.",
-        runs=[" ".join([*ONE_EPOCH, *extra]) for extra in PENALTIES.values()])
+        runs=[" ".join([*THREE_EPOCHS, *extra]) for extra in PENALTIES.values()])
 def l1_l2(ctx: Context) -> Page:
     from ..models.checkpoint import load_checkpoint
 
@@ -241,8 +246,8 @@ def l1_l2(ctx: Context) -> Page:
     numbers, sparsity = {}, {}
     for name, extra in PENALTIES.items():
         folder = name.split()[0].lower()
-        metrics, _ = run(ctx, folder, [*ONE_EPOCH, *extra])
-        weights = load_checkpoint(ctx.runs_dir / folder / "checkpoints" / "last.ckpt")["state_dict"]
+        metrics, _ = run(ctx, folder, [*THREE_EPOCHS, *extra])
+        weights = load_checkpoint(last_checkpoint(ctx, folder))["state_dict"]
         first = weights["net.layers.1.weight"].flatten()
         sparsity[name] = (first.abs() < 1e-3).float().mean().item()
         ax.hist(first.numpy(), bins=200, range=(-0.15, 0.15), histtype="step", label=name, density=True)
@@ -298,7 +303,7 @@ def dropout_early_stopping(ctx: Context) -> Page:
 def parameters(ctx: Context, folder: str) -> int:
     from ..models.checkpoint import load_checkpoint
 
-    state = load_checkpoint(ctx.runs_dir / folder / "checkpoints" / "last.ckpt")["state_dict"]
+    state = load_checkpoint(last_checkpoint(ctx, folder))["state_dict"]
     return sum(v.numel() for k, v in state.items() if k.startswith("net."))
 
 
@@ -365,7 +370,7 @@ def kernels(ctx: Context) -> Page:
     from ..models.filters import kernels_figure
 
     metrics, _ = run(ctx, "cnn", ["model=cnn", "trainer.max_epochs=1", "test_best=false"])
-    module, _ = load_model(ctx.runs_dir / "cnn" / "checkpoints" / "last.ckpt")
+    module, _ = load_model(last_checkpoint(ctx, "cnn"))
     images, labels = load_split("mnist", "test", ctx.data_dir)
     figure = kernels_figure(images[0].float().div(255), str(int(labels[0])), module)
     first = module.net.features[0].weight
@@ -456,7 +461,7 @@ def checkpoints(ctx: Context) -> Page:
     from ..training.checkpoint_report import inspect_checkpoint
 
     metrics, _ = run(ctx, "dnn", ["model=dnn", "trainer.max_epochs=2", "test_best=false"])
-    path = ctx.runs_dir / "dnn" / "checkpoints" / "last.ckpt"
+    path = last_checkpoint(ctx, "dnn")
     checkpoint = load_checkpoint(path)
     sizes = {}
     for key, value in checkpoint.items():
@@ -497,7 +502,7 @@ TRANSFER_SEEDS = (0, 1, 2)
               "seed=0"])
 def transfer(ctx: Context) -> Page:
     source, _ = run(ctx, "digits_0_4", ["experiment=digits_0_4"])
-    checkpoint = ctx.runs_dir / "digits_0_4" / "checkpoints" / "last.ckpt"
+    checkpoint = last_checkpoint(ctx, "digits_0_4")
     figure, ax = plt.subplots(figsize=(6.5, 3.8))
     accuracy: dict[str, list[float]] = {}
     variants = (("from scratch", "null", "C0"), ("from the 0-4 layers", str(checkpoint), "C1"))
