@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mnistlab.core.errors import ConfigError
 from mnistlab.data.augment import AugmentParams, BatchAugment, affine_grid, apply
-from mnistlab.errors import ConfigError
 
 
 def params(n=1, **overrides) -> AugmentParams:

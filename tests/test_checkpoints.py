@@ -62,7 +62,7 @@ def test_tools_load_the_model_onto_the_cpu_when_asked(tiny_run):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
 def test_asking_for_a_missing_gpu_or_an_unknown_device_is_one_line():
-    from mnistlab.errors import ConfigError
+    from mnistlab.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"^device=cuda: PyTorch sees no CUDA GPU here; use auto or cpu$"):
         resolve_device("cuda")

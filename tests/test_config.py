@@ -5,7 +5,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from mnistlab.config.compose import CONFIG_DIR, compose, group_options
-from mnistlab.errors import ConfigError
+from mnistlab.core.errors import ConfigError
 from mnistlab.training.build import build_model
 from mnistlab.training.preflight import check_buildable
 

@@ -5,7 +5,7 @@ graph must train as the uncaptured step does."""
 import pytest
 import torch
 
-from mnistlab.errors import ConfigError
+from mnistlab.core.errors import ConfigError
 
 from helpers import run_train, synthetic_overrides
 

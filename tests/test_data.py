@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from mnistlab.core.errors import ConfigError
 from mnistlab.data.datamodule import MNISTDataModule, TensorBatches
 from mnistlab.data.datasets import load_split
-from mnistlab.errors import ConfigError
 
 
 def datamodule(root, **kwargs) -> MNISTDataModule:

@@ -5,9 +5,9 @@ import torch
 import torchvision
 from fake_data import make_dataset
 
+from mnistlab.core.errors import DataError
 from mnistlab.data import datasets
 from mnistlab.data.datasets import load_split, locate_split, resolve_data_dir
-from mnistlab.errors import DataError
 
 
 def test_torchvision_layout_and_flat_gz_folders(tmp_path):

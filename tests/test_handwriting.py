@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
+from mnistlab.core.errors import CheckpointError, DataError
 from mnistlab.data.datasets import load_split
 from mnistlab.data.preprocess import to_mnist
-from mnistlab.errors import CheckpointError, DataError
 from mnistlab.models import inference
 from mnistlab.models.checkpoint import DEFAULT_MODEL, load_checkpoint, load_model
 

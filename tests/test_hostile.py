@@ -30,9 +30,9 @@ from PIL import Image
 
 from mnistlab.config.compose import compose
 from mnistlab.config.rundir import ClaimRunDir, FolderTaken, claim, release
+from mnistlab.core.errors import CheckpointError, DataError
 from mnistlab.data.datamodule import MNISTDataModule
 from mnistlab.data.datasets import SPLIT_FILES, load_split
-from mnistlab.errors import CheckpointError, DataError
 from mnistlab.models import checkpoint as checkpoints
 from mnistlab.models.checkpoint import load_checkpoint, load_model
 
@@ -529,7 +529,7 @@ def test_names_too_long_and_files_where_folders_go(tmp_path, tiny_run, synthetic
 
 
 def test_any_file_system_error_met_later_is_one_line():
-    from mnistlab.errors import FileSystemError, user_error
+    from mnistlab.core.errors import FileSystemError, user_error
 
     assert user_error(RuntimeError("a bug")) is None
     for code in (errno.EROFS, errno.EACCES, errno.ENAMETOOLONG, errno.ENOTDIR):
@@ -559,12 +559,12 @@ def test_a_run_that_fails_before_its_first_step_leaves_nothing(args, message, tm
 
 
 def test_an_evaluation_cut_short_has_no_metrics_json(tiny_run, synthetic_root, tmp_path, monkeypatch):
-    import mnistlab.plots
+    import mnistlab.core.plots
 
     def cut(*args, **kwargs):
         raise RuntimeError("killed while drawing")  # what a kill leaves: the pictures half done
 
-    monkeypatch.setattr(mnistlab.plots, "save", cut)
+    monkeypatch.setattr(mnistlab.core.plots, "save", cut)
     folder = tmp_path / "ev"
     result = command("evaluate", f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}", f"data_dir={synthetic_root}",
                      f"hydra.run.dir={folder}")

@@ -5,8 +5,8 @@ import pytest
 import torch
 from fake_data import write_idx
 
+from mnistlab.core.errors import DataError
 from mnistlab.data.idx import read_idx, read_images_and_labels
-from mnistlab.errors import DataError
 
 
 def test_reads_uint8_images_and_gzip(tmp_path):

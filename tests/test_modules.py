@@ -5,7 +5,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
-from mnistlab.errors import ConfigError
+from mnistlab.core.errors import ConfigError
 from mnistlab.models.classifier import CNNClassifier, DNNClassifier, LeNet5Classifier, SoftmaxClassifier
 from mnistlab.models.schedules import ExponentialDecay, WarmupCosine
 

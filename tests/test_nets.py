@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from mnistlab.errors import ConfigError
+from mnistlab.core.errors import ConfigError
 from mnistlab.models import nets
 
 from helpers import SPEEDRUN_NET

@@ -13,8 +13,8 @@ import torch
 from fake_data import make_dataset, write_idx
 
 from mnistlab.config.overrides import resume_command
+from mnistlab.core.errors import CheckpointError, DataError
 from mnistlab.data.datasets import SPLIT_FILES
-from mnistlab.errors import CheckpointError, DataError
 from mnistlab.training.reliability import DivergenceError
 
 from helpers import FAST, Payload, command, run_train, synthetic_overrides

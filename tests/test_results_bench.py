@@ -270,7 +270,7 @@ def test_a_run_is_reused_or_continued_only_if_todays_recipe_trained_it(tiny_run,
     from omegaconf import OmegaConf
 
     from mnistlab.config.compose import compose
-    from mnistlab.errors import MnistlabError
+    from mnistlab.core.errors import MnistlabError
     from mnistlab.perf.progress import Progress
     from mnistlab.perf.runs import run_one
 

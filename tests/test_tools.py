@@ -316,7 +316,7 @@ def test_console_scripts_complete_in_bash(name, typed, offered):
 
 
 def test_confusion_figure_fits_four_digit_counts_and_keeps_digit_labels_upright():
-    from mnistlab.plots import confusion_figure
+    from mnistlab.core.plots import confusion_figure
 
     matrix = torch.diag(torch.tensor([980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]))
     fig = confusion_figure(matrix, [str(d) for d in range(10)])

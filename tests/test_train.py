@@ -8,7 +8,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint, ModelSummary, ProgressB
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnistlab.config.compose import compose
-from mnistlab.errors import ConfigError
+from mnistlab.core.errors import ConfigError
 from mnistlab.models.classifier import DNNClassifier
 from mnistlab.training.build import build
 from mnistlab.training.callbacks import SpeedMonitor, warmup_ema

@@ -8,8 +8,8 @@ import csv
 import pytest
 import torch
 
+from mnistlab.core.errors import ConfigError
 from mnistlab.data.datamodule import MNISTDataModule
-from mnistlab.errors import ConfigError
 from mnistlab.models.checkpoint import load_checkpoint
 from mnistlab.models.layers import layers_of
 from mnistlab.models.nets import CNN, DNN

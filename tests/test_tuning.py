@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from mnistlab.config.compose import compose
 from mnistlab.config.overrides import override_value, overrides_between
 from mnistlab.config.rundir import FolderTaken, claim, release
-from mnistlab.errors import ConfigError
+from mnistlab.core.errors import ConfigError
 from mnistlab.tuning.space import search_space
 from mnistlab.tuning.storage import lock_path, open_storage
 

@@ -17,9 +17,9 @@ from .config.rundir import output_path
 def run(cfg: DictConfig) -> None:
     import torch  # torch loads only to run (--help stays fast)
 
+    from .core.plots import digits_figure, save
     from .data.augment import BatchAugment
     from .data.datasets import dataset_info, load_split
-    from .plots import digits_figure, save
 
     output = output_path("output", cfg.output, cfg.overwrite, suffix=".png")
     count = rules.check("count", cfg.count, lambda v: 1 <= v <= 20, "must be 1 to 20 digits", whole=True)

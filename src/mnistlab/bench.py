@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from .config.devices import ALIASES, DEVICES, check_device, machine
-from .errors import ConfigError, report_errors
-from .io import json_line
-from .logs import silence_library_noise
+from .core.errors import ConfigError, report_errors
+from .core.io import json_line
+from .core.logs import silence_library_noise
 from .perf.doc_sections import update_section
 from .perf.progress import Progress
 from .perf.variants import ALL_VARIANTS, MODELS, VARIANTS

@@ -10,8 +10,8 @@ from typing import TypeVar
 
 from .config.compose import CONFIG_DIR, check_required, compose, in_multirun, tool_help
 from .config.rundir import discard_if_unused
-from .errors import ConfigError, debug_enabled, report_errors
-from .logs import library_logs_in_run_log
+from .core.errors import ConfigError, debug_enabled, report_errors
+from .core.logs import library_logs_in_run_log
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from .cli import hydra_command
 from .config import rules
-from .errors import ConfigError
+from .core.errors import ConfigError
 
 
 def check_port_free(host: str, port: int) -> None:

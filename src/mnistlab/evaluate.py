@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from .cli import hydra_command
 from .config import rules
-from .io import write_json
+from .core.io import write_json
 
 if TYPE_CHECKING:
     import torch
@@ -57,10 +57,10 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from torchmetrics.functional.classification import multiclass_confusion_matrix
 
     from .config.devices import resolve_device
+    from .core.plots import confusion_figure, digits_figure, save
     from .data.datamodule import MNISTDataModule
     from .models import inference
     from .models.checkpoint import load_model
-    from .plots import confusion_figure, digits_figure, save
 
     rules.check("num_worst", cfg.num_worst, lambda v: 0 <= v <= MAX_WORST, f"must be in 0-{MAX_WORST}", whole=True)
     rules.positive("batch_size", cfg.batch_size, whole=True)

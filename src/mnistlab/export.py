@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from .cli import hydra_command
 from .config.rundir import output_path
-from .errors import ConfigError
+from .core.errors import ConfigError
 
 FORMATS = ("onnx", "torchscript", "safetensors")
 

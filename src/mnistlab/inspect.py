@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .errors import report_errors
-from .io import json_line
+from .core.errors import report_errors
+from .core.io import json_line
 
 
 @report_errors

@@ -13,14 +13,14 @@ from omegaconf import DictConfig
 from .cli import hydra_command
 from .config import rules
 from .config.rundir import output_path
-from .errors import ConfigError
+from .core.errors import ConfigError
 
 
 def run(cfg: DictConfig) -> None:
+    from .core.plots import save
     from .data.datasets import dataset_info, load_split  # torch loads only to run (--help stays fast)
     from .models.checkpoint import dataset_of, load_model
     from .models.filters import kernels_figure
-    from .plots import save
 
     output = output_path("output", cfg.output, cfg.overwrite, suffix=".png")
     module, dataset = None, cfg.dataset

@@ -12,7 +12,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from .errors import report_errors
+from .core.errors import report_errors
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from .cli import hydra_command
 from .config.rundir import distinct_outputs, output_path
-from .io import json_line, write_text
+from .core.io import json_line, write_text
 
 
 def records(names, errors, probs, class_names) -> list[dict[str, Any]]:
@@ -38,11 +38,11 @@ def run(cfg: DictConfig) -> None:
     import torch  # torch and the model load only to run (--help stays fast)
 
     from .config.devices import resolve_device
+    from .core.plots import digits_figure, save
     from .data.datasets import dataset_info
     from .data.inputs import expand_inputs, load_inputs
     from .models import inference
     from .models.checkpoint import dataset_of, default_model_line, load_model
-    from .plots import digits_figure, save
 
     output = output_path("output", cfg.output, cfg.overwrite)
     plot = output_path("plot", cfg.plot, cfg.overwrite, suffix=".png")

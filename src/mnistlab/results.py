@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 
 from .cli import hydra_command
 from .config.devices import machine
-from .errors import ConfigError
+from .core.errors import ConfigError
 from .perf import results_figure
 from .perf.progress import Progress
 from .perf.runs import check_experiments, metrics_file, publish, run_one, train_command

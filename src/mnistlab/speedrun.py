@@ -20,8 +20,8 @@ from omegaconf import DictConfig
 from .cli import hydra_command
 from .config.compose import compose
 from .config.devices import machine
-from .errors import ConfigError
-from .io import json_line, write_json
+from .core.errors import ConfigError
+from .core.io import json_line, write_json
 from .perf.progress import Progress
 from .perf.runs import check_experiments, publish, run_one
 

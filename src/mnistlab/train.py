@@ -42,8 +42,9 @@ def run(cfg: DictConfig) -> float | None:
     from pytorch_lightning.utilities import rank_zero_only
 
     from .training.fit import train  # torch and Lightning load only to run (--help stays fast)
+    from .tuning.trial import reporting_callbacks
 
-    metrics = train(cfg)
+    metrics = train(cfg, extra_callbacks=reporting_callbacks())  # Optuna's reporter when this job is a trial
     if rank_zero_only.rank == 0:
         print_summary(metrics, Path(cfg.trainer.default_root_dir))
     value = metrics.get(cfg.get("optimized_metric") or "")

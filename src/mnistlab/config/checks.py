@@ -12,7 +12,7 @@ import inspect
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from . import rules
 from .compose import group_options
 from .devices import ALIASES, DEVICES

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .overrides import override_value
 
 
@@ -28,7 +28,7 @@ def register_declared_defaults() -> None:
     rule); the ``augment`` configs extend it and say only what they change."""
     from hydra.core.config_store import ConfigStore
 
-    from ..data.augment_options import DEFAULTS
+    from .augment_options import DEFAULTS
 
     ConfigStore.instance().store(group="augment", name="base", node=DEFAULTS)
 

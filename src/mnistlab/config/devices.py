@@ -12,7 +12,7 @@ import os
 import platform
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 ALIASES = {"gpu": "cuda"}

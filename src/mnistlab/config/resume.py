@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .overrides import ABSENT, differences, override_value
 
 # Settings that may change mid-run without making it another run: how long it goes, how much of each split

@@ -17,8 +17,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from ..errors import ConfigError, report_errors
-from ..io import NAME_MAX, remove_stale_temp_files, write_text
+from ..core.errors import ConfigError, report_errors
+from ..core.io import NAME_MAX, remove_stale_temp_files, write_text
 from .overrides import override_value, resume_command
 
 # What makes a folder another run's: Hydra's copies of its config, its results, its checkpoints.

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import augment_options
-from .augment_options import OPTIONS
+from ..config import augment_options
+from ..config.augment_options import OPTIONS
 
 
 @dataclass

@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 
 from ..config import rules
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from .augment import BatchAugment
 from .datasets import ENV_DATA_DIR, dataset_info, load_split, locate_split
 

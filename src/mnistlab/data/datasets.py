@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torchvision
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .idx import read_images_and_labels
 
 ENV_DATA_DIR = "MNISTLAB_DATA_DIR"

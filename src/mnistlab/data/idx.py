@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 # IDX type codes (third magic byte) -> numpy big-endian dtype.
 IDX_TYPES = {

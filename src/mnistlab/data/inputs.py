@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from .idx import IDX_TYPES, read_idx
 from .preprocess import read_gray, to_mnist
 

@@ -14,7 +14,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2.functional import resize
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 INK_THRESHOLD = 0.2  # of the ink's full strength: what counts as ink when cropping
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError, MnistlabError
-from ..io import write_bytes
+from ..core.errors import DataError, MnistlabError
+from ..core.io import write_bytes
 from . import preprocess
 from .datasets import DEFAULT_DATA_DIR
 

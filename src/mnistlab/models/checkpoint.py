@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
+from ..core.errors import CheckpointError, MnistlabError
 from ..data.datasets import dataset_info
-from ..errors import CheckpointError, MnistlabError
 from . import classifier
 
 # state_dict entries of the classifier's metrics (counts, running sums, the best validation accuracy): state

@@ -13,7 +13,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..config import rules
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from . import nets, optimization
 from .checkpoint_state import plain, restore_rng_states, save_rng_states
 
@@ -25,6 +25,19 @@ LOSSES = ("cross_entropy", "squared_error")
 def eval_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``val/loss`` and ``test/loss``: plain cross-entropy, whatever the training loss smooths."""
     return F.cross_entropy(logits.float(), labels)
+
+
+def checked_regularization(regularization: Mapping[str, Any], loss: str) -> tuple[float, float, float]:
+    """``(l1, l2, label_smoothing)``, each checked, and the loss they go with."""
+    l1 = float(rules.non_negative("regularization.l1", regularization.get("l1") or 0.0))
+    l2 = float(rules.non_negative("regularization.l2", regularization.get("l2") or 0.0))
+    smoothing = float(rules.fraction("regularization.label_smoothing", regularization.get("label_smoothing") or 0.0))
+    if loss not in LOSSES:
+        raise ConfigError(f"model.loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    if loss == "squared_error" and smoothing:
+        raise ConfigError("regularization.label_smoothing smooths the cross-entropy's targets; "
+                          "model.loss=squared_error has no such targets: drop one of them")
+    return l1, l2, smoothing
 
 
 class ClassifierModule(pl.LightningModule):
@@ -65,15 +78,7 @@ class ClassifierModule(pl.LightningModule):
         # cuda_graph: the module steps the optimizer itself, replaying a captured step (models/cuda_graph.py)
         self.automatic_optimization = not cuda_graph
         self._graphed_step = None
-        self.l1 = float(rules.non_negative("regularization.l1", regularization.get("l1") or 0.0))
-        self.l2 = float(rules.non_negative("regularization.l2", regularization.get("l2") or 0.0))
-        self.label_smoothing = float(rules.fraction("regularization.label_smoothing",
-                                                    regularization.get("label_smoothing") or 0.0))
-        if loss not in LOSSES:
-            raise ConfigError(f"model.loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-        if loss == "squared_error" and self.label_smoothing:
-            raise ConfigError("regularization.label_smoothing smooths the cross-entropy's targets; "
-                              "model.loss=squared_error has no such targets: drop one of them")
+        self.l1, self.l2, self.label_smoothing = checked_regularization(regularization, loss)
         self.loss_name = loss
         try:
             self.net = self.net_class(**net, num_classes=num_classes, input_mean=input_mean, input_std=input_std)
@@ -85,7 +90,10 @@ class ClassifierModule(pl.LightningModule):
         self._compiled_net = None  # not a submodule: keeps state_dict keys free of "_orig_mod."
         self._pending_rng_states: dict | None = None
         self.example_input_array = torch.zeros(2, 1, 28, 28)
+        self._add_metrics(num_classes)
+        self._resumed_from: dict[str, Any] | None = None
 
+    def _add_metrics(self, num_classes: int) -> None:
         def accuracy(top_k: int = 1) -> MulticlassAccuracy:
             # validate_args=False: the checks scan every target for out-of-range labels (a host sync)
             return MulticlassAccuracy(num_classes=num_classes, top_k=top_k, average="micro", validate_args=False)
@@ -99,7 +107,6 @@ class ClassifierModule(pl.LightningModule):
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # in checkpoints: a resumed run's best is the whole run's
-        self._resumed_from: dict[str, Any] | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning sets _current_fx_name before and after every hook it calls, about 40 times a

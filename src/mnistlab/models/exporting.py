@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
-from ..io import write_bytes
+from ..core.errors import CheckpointError
+from ..core.io import write_bytes
 from . import inference
 from .checkpoint import METRIC_STATE, SAFETENSORS_KEY, load_model
 

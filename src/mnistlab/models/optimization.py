@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 
 from ..config import rules
 from ..config.compose import group_options
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 
 def check_optimizer(spec: Mapping[str, Any]) -> None:

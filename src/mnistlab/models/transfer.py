@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..config import rules
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .layers import layers_of, module_names
 
 

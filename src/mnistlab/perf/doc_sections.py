@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..io import write_text
+from ..core.errors import ConfigError
+from ..core.io import write_text
 
 
 def update_section(path: Path, section: str, text: str) -> None:

@@ -118,8 +118,8 @@ def draw(rows: Mapping[str, Sequence[Mapping[str, Any]]], curves: str | None):
 
 def write(rows: Mapping[str, Sequence[Mapping[str, Any]]], curves: str | None, paths: Sequence[Path]) -> None:
     """Draw the figure once and write it, whole, to every path in ``paths``."""
-    from ..io import write_bytes
-    from ..plots import save
+    from ..core.io import write_bytes
+    from ..core.plots import save
 
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)

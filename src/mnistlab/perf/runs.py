@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config.compose import group_options
-from ..errors import ConfigError, MnistlabError
-from ..io import write_text
+from ..core.errors import ConfigError, MnistlabError
+from ..core.io import write_text
 from .doc_sections import update_section
 from .progress import Progress, checkpoint_status
 

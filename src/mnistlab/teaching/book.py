@@ -12,9 +12,9 @@ from datetime import date
 from pathlib import Path
 
 from ..config.devices import machine
-from ..errors import ConfigError
+from ..core.errors import ConfigError
+from ..core.plots import save
 from ..perf.doc_sections import update_section
-from ..plots import save
 
 
 @dataclass

@@ -424,9 +424,9 @@ AUGMENTS = {"as they are": ["augment=none"], "augmented (augment=digits)": ["aug
 def augmentation(ctx: Context) -> Page:
     import torch
 
+    from ..core.plots import digits_figure
     from ..data.augment import BatchAugment
     from ..data.datasets import load_split
-    from ..plots import digits_figure
 
     accuracy = {}
     for name, extra in AUGMENTS.items():

@@ -13,7 +13,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, Mo
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from ..config.devices import drop_failing_nvml_check
-from ..errors import ConfigError, user_error
+from ..core.errors import ConfigError, user_error
 from .callbacks import CudaGraphCapture
 from .checkpoint_io import AtomicCheckpointIO
 from .transfer import TransferLayers

@@ -17,11 +17,11 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from torchvision.utils import make_grid
 
 from ..config import rules
+from ..core.errors import DataError
+from ..core.plots import confusion_figure, digits_figure
 from ..data.datasets import dataset_info, load_split
-from ..errors import DataError
 from ..models import inference
 from ..models.layers import layers_of
-from ..plots import confusion_figure, digits_figure
 
 
 class SpeedMonitor(pl.Callback):

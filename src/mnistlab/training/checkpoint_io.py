@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from ..errors import DiskFullError
-from ..io import atomic_file, remove_stale_temp_files
+from ..core.errors import DiskFullError
+from ..core.io import atomic_file, remove_stale_temp_files
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -15,8 +15,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import ConfigError
-from ..io import json_line
+from ..core.errors import ConfigError
+from ..core.io import json_line
 from ..models.checkpoint import METRIC_STATE, load_checkpoint
 
 # Buffers that are state, not learned parameters.

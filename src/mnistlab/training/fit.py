@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,10 @@ from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 
 from ..config.devices import machine
 from ..config.rundir import refuse_to_overwrite
-from ..errors import user_error
-from ..io import write_json
-from ..logs import record_in_run_log, silence_library_noise
+from ..core.errors import user_error
+from ..core.io import write_json
+from ..core.logs import record_in_run_log, silence_library_noise
 from ..models.checkpoint import check_resumable, load_checkpoint
-from ..tuning.trial import reporting_callbacks
 from . import preflight
 from .build import build
 from .callbacks import EMA, CudaGraphCapture, DeviceWarmup, EpochHistory, SpeedMonitor
@@ -42,8 +42,9 @@ def logged_hparams(cfg: DictConfig) -> dict[str, Any]:
     return params
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run one training job described by a composed config; returns the metrics written to metrics.json."""
+def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]:
+    """Run one training job described by a composed config; returns the metrics written to metrics.json.
+    ``extra_callbacks`` join the configured ones (the train command passes an Optuna trial's reporter)."""
     silence_library_noise()
     checked = preflight.passed()  # by the Hydra callback; a sweep's jobs and runs started from Python are not
     if not checked:
@@ -52,8 +53,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     resume_from = start(cfg, run_dir)
     speed = SpeedMonitor()
     history = EpochHistory(speed)
-    # reporting_callbacks: Optuna's trial reporter when this job is a trial
-    datamodule, model, trainer = build(cfg, extra_callbacks=[speed, history, LoggerRuns(), *reporting_callbacks()])
+    datamodule, model, trainer = build(cfg, extra_callbacks=[speed, history, LoggerRuns(), *extra_callbacks])
     if resume_from is not None and not checked:
         check_resumable(resume_from, model, cfg.ckpt_path)
     with signal_exit_codes(trainer):  # 130 for Ctrl+C, 143 for SIGTERM, in every phase

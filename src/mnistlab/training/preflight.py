@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from ..config.checks import check_config
 from ..config.rundir import resume_in_place
-from ..errors import ConfigError, report_errors
+from ..core.errors import ConfigError, report_errors
 
 _passed: list[bool] = []  # PreflightCheck passed the run this process is on, until fit.train takes it
 

@@ -19,8 +19,8 @@ from pytorch_lightning.trainer.states import RunningStage, TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from ..config.overrides import resume_command
-from ..errors import ConfigError, MnistlabError
-from ..logs import record_in_run_log
+from ..core.errors import ConfigError, MnistlabError
+from ..core.logs import record_in_run_log
 
 
 class DivergenceError(MnistlabError):

@@ -13,7 +13,7 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from ..config import rules
 from ..config.checks import device_count
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from ..models.checkpoint import load_checkpoint
 from ..models.layers import layers_of
 from ..models.transfer import select_layers, transferred_state

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config.overrides import override_value
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 _PRIMITIVE = (type(None), bool, int, float, str)
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 JOURNAL = "journal:"
 # How a job learns which trial of which study it is (hydra.job.env_set: every launcher passes it on)

@@ -19,7 +19,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ..io import write_text
+from ..core.io import write_text
 from ..perf.progress import clock
 
 COLUMNS = ("job", "params", "status", "test/acc", "val/acc_best", "epochs", "fit_seconds", "error")

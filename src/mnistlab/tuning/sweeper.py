@@ -22,8 +22,8 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from ..config.overrides import override_value
-from ..errors import ConfigError
-from ..io import HOST_NAME, process_alive, write_text
+from ..core.errors import ConfigError
+from ..core.io import HOST_NAME, process_alive, write_text
 from ..perf.progress import clock
 from .space import SearchSpace, search_space, suggest
 from .storage import admission, live_studies, open_storage, trial_env

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .storage import MONITOR_VAR, STORAGE_VAR, STUDY_VAR, TRIAL_VAR, live_studies, open_storage
 
 

@@ -20,11 +20,11 @@ import torch
 from PIL import Image
 
 from ..config import rules
+from ..core.errors import DataError
+from ..core.io import write_bytes
 from ..data.datamodule import MNISTDataModule
 from ..data.datasets import dataset_info
 from ..data.preprocess import digit_from_image
-from ..errors import DataError
-from ..io import write_bytes
 from ..models import explain, inference
 from ..models.checkpoint import DEFAULT_MODEL, dataset_of, recorded_accuracy
 

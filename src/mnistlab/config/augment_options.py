@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import rules
-from ..errors import ConfigError
+from ..core.errors import ConfigError
+from . import rules
 
 
 def _below_one(key: str, value: Any) -> float:
