@@ -199,7 +199,7 @@ def test_speedrun_refuses_an_unknown_experiment_before_training(key, tmp_path):
     bad = command("speedrun", f"{key}=nope", f"runs_dir={tmp_path / 'runs'}")
     assert bad.returncode == 2 and bad.stderr.strip() == (
         "error: unknown experiment(s) ['nope']; choose from ['cnn_best', 'digits_0_4', 'digits_5_9', 'fashion_cnn', "
-        "'handwriting', 'keras_cnn', 'lenet5', 'speedrun', 'speedrun_gpu', 'tf_dnn', 'tf_dnn_tuned']")
+        "'handwriting', 'keras_cnn', 'lenet5', 'one_minute', 'speedrun', 'speedrun_gpu', 'tf_dnn', 'tf_dnn_tuned']")
     assert not (tmp_path / "runs").exists()
 
 
@@ -281,6 +281,9 @@ def test_a_run_is_reused_or_continued_only_if_todays_recipe_trained_it(tiny_run,
     for run in (finished, older, interrupted):
         (run / ".hydra").mkdir(parents=True)
         OmegaConf.save(OmegaConf.create(recipe), run / ".hydra" / "config.yaml")
+    # finished before bf16_where_native existed: a switch added since and off is no change of recipe
+    OmegaConf.save(OmegaConf.create({k: v for k, v in recipe.items() if k != "bf16_where_native"}),
+                   finished / ".hydra" / "config.yaml")
     for run in (finished, older):
         shutil.copy(tiny_run / "metrics.json", run / "metrics.json")
     metrics = json.loads((tiny_run / "metrics.json").read_text())
@@ -298,6 +301,13 @@ def test_a_run_is_reused_or_continued_only_if_todays_recipe_trained_it(tiny_run,
     with pytest.raises(MnistlabError, match=r"\(seed: 2 -> 1\)"):
         run_one("keras_cnn", 1, [], interrupted, progress)
     assert "(at " not in capsys.readouterr().err  # nothing was started
+    # a setting absent from the record and on today is a change: a callback added since
+    OmegaConf.save(OmegaConf.create({**recipe, "callbacks": {k: v for k, v in recipe["callbacks"].items()
+                                                             if k != "gradient_norms"}}),
+                   interrupted / ".hydra" / "config.yaml")
+    with pytest.raises(MnistlabError, match=r"\(callbacks.gradient_norms._target_: '<absent>' -> "
+                                            r"'mnistlab.training.callbacks.GradientNorms'"):
+        run_one("keras_cnn", 1, [], interrupted, progress)
     # a run that recorded no config is reused, with a line saying it could not be checked
     shutil.rmtree(older / ".hydra")
     assert run_one("keras_cnn", 1, ["trainer.max_epochs=7"], older, progress) == metrics

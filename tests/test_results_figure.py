@@ -76,3 +76,21 @@ def test_written_whole_to_every_path(tmp_path):
     height, width = plt.imread(paths[0]).shape[:2]
     assert width > 2.5 * height  # three panels side by side
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["results.png", "results.png"]
+
+
+def test_pareto_front_keeps_the_recipes_nothing_beats_on_both_counts():
+    points = {"speedrun": (4.0, 99.15), "one_minute": (45.0, 99.55), "lenet5": (53.0, 99.19),
+              "keras_cnn": (31.0, 98.95), "cnn_best": (1609.0, 99.71), "tf_dnn": (291.0, 97.95)}
+    assert results_figure.pareto_front(points) == ["speedrun", "one_minute", "cnn_best"]
+    assert results_figure.pareto_front({"a": (10.0, 99.0), "b": (10.0, 99.0)}) == ["a", "b"]  # a tie beats none
+
+
+def test_the_front_is_drawn_through_its_recipes_in_each_panel():
+    rows = {**ROWS, "slow_and_worse": [_run(0, 0.985, 900)]}
+    fig = results_figure.draw(rows, curves=None)
+    mnist, fashion = fig.axes
+    fronts = [line for line in mnist.lines if line.get_label().startswith("Pareto front")]
+    assert len(fronts) == 1 and fronts[0].get_xdata().tolist() == [5.0, 1600.0]
+    assert fronts[0].get_ydata().tolist() == pytest.approx([99.1, 99.64])
+    assert not [line for line in fashion.lines if line.get_label().startswith("Pareto")]  # one recipe: no front
+    plt.close(fig)

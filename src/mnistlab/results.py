@@ -157,7 +157,8 @@ def run(cfg: DictConfig) -> str:
     figure_link = ""
     if readme is not None:  # the README shows the figure written with its table, never an older one
         link = os.path.relpath(figures[-1].resolve(), readme.resolve().parent)
-        caption = ("Test accuracy against fit time for every recipe (mean, bars to the lowest and highest seed)"
+        caption = ("Test accuracy against fit time for every recipe (mean, bars to the lowest and highest seed; "
+                   "dashed, the Pareto front: the most accurate recipe by each fit time)"
                    + (f" and the learning curves of the {cfg.curves} seeds" if cfg.curves in rows else ""))
         figure_link = f"\n![{caption}]({Path(link).as_posix()})\n"
     publish(text, Path(cfg.output), cfg.readme_section, readme, readme_extra=figure_link)

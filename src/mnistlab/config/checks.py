@@ -33,6 +33,9 @@ def check_device(cfg: DictConfig) -> None:
     if accelerator != device and ALIASES.get(accelerator, accelerator) in DEVICES:  # given itself, Lightning's way
         check_device_named(accelerator, "trainer.accelerator=", "trainer.accelerator=auto or cpu")
     precision = str(OmegaConf.select(cfg, "trainer.precision", default="32-true"))
+    if rules.switch("bf16_where_native", cfg.get("bf16_where_native", False)) and precision not in ("32-true", "32"):
+        raise ConfigError(f"bf16_where_native=true chooses bf16-mixed itself where the device has it, else "
+                          f"float32; trainer.precision={precision} says otherwise: drop one of them")
     if precision.startswith("bf16") and torch.cuda.is_available() and accelerator in ("gpu", "cuda", "auto") \
             and not torch.cuda.is_bf16_supported():
         raise ConfigError(f"trainer.precision={precision}: {torch.cuda.get_device_name(0)} has no bfloat16 "

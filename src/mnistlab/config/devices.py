@@ -43,6 +43,42 @@ def resolve_device(choice: str = "auto", setting: str = "device=", retry: str = 
     return torch.device(name)
 
 
+def native_bf16(device) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware: a CUDA GPU with bf16 units, a CPU with AVX512-BF16 or
+    AMX (x86) or the BF16 extension (Arm). Elsewhere bf16 autocast is emulated: slower than float32."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        capabilities = getattr(torch.cpu, "get_capabilities", dict)()  # torch 2.7 and later
+        return any(has is True and "bf16" in name for name, has in capabilities.items())
+    return False
+
+
+def precision_for(precision: str, bf16_where_native: bool, device) -> tuple[str, str]:
+    """The Trainer's precision on ``device``: ``bf16-mixed`` where ``bf16_where_native`` and the device has
+    bfloat16 in hardware, else ``precision``, with a line saying so when ``bf16_where_native`` falls back."""
+    if not bf16_where_native:
+        return precision, ""
+    if native_bf16(device):
+        return "bf16-mixed", ""
+    import torch
+
+    name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+            else f"this CPU ({cpu_model()})" if device.type == "cpu" else device.type)
+    return precision, f"bf16_where_native: {name} has no native bfloat16; training with trainer.precision={precision}"
+
+
+def cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    model = ""
+    if cpuinfo.is_file():
+        model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
+                      if ln.startswith("model name")), "")
+    return model or platform.processor() or platform.machine()
+
+
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
@@ -78,10 +114,5 @@ def machine() -> str:
     if torch.cuda.is_available():
         device = f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores"
     else:
-        model = ""
-        cpuinfo = Path("/proc/cpuinfo")
-        if cpuinfo.is_file():
-            model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
-                          if ln.startswith("model name")), "")
-        device = f"{model or platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU"
+        device = f"{cpu_model()}, {os.cpu_count()} cores, no GPU"
     return f"{device}; torch {torch.__version__}; Python {platform.python_version()}"

@@ -21,6 +21,16 @@ def _spread(values: Sequence[float]) -> tuple[float, list[list[float]]]:
     return mean, [[max(0.0, mean - min(values))], [max(0.0, max(values) - mean)]]
 
 
+def pareto_front(points: Mapping[str, tuple[float, float]]) -> list[str]:
+    """The recipes no other beats on both counts (as fast or faster and as accurate or more, better in one),
+    fastest first: ``points`` maps a name to its (fit seconds, accuracy)."""
+    def beaten(name: str) -> bool:
+        x, y = points[name]
+        return any(ox <= x and oy >= y and (ox, oy) != (x, y) for other, (ox, oy) in points.items() if other != name)
+
+    return sorted((name for name in points if not beaten(name)), key=lambda name: points[name])
+
+
 # Where a point's label may go, in points from the point: right and above first, then the other corners.
 LABEL_OFFSETS = ((6, 4), (6, -12), (-6, 4), (-6, -12))
 
@@ -65,6 +75,11 @@ def _accuracy_panel(ax, rows: Mapping[str, Sequence[Mapping[str, Any]]], dataset
         y, yerr = _spread([r["test/acc"] * 100 for r in runs])
         ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3, markersize=5)
         points[f"{experiment} ({len(runs)} seed{'s' if len(runs) > 1 else ''})"] = (x, y)
+    front = [points[name] for name in pareto_front(points)]
+    if len(front) > 1:  # each step: the best accuracy reached by that fit time
+        ax.step([x for x, _ in front], [y for _, y in front], where="post", color="grey", linestyle="--",
+                linewidth=1, zorder=0, label="Pareto front: the most accurate by each fit time")
+        ax.legend(fontsize=7, loc="lower right")
     ax.set_xlabel("fit time (s, log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{DATASET_TITLES.get(dataset, dataset)}: accuracy against fit time\n"

@@ -56,8 +56,10 @@ def recipe_changes(run_dir: Path, experiment: str, seed: int, overrides: Sequenc
     now, then = _leaves(today), _leaves(OmegaConf.to_container(OmegaConf.load(recorded), resolve=False))
     missing = "<absent>"
     keys = sorted(now.keys() | then.keys())
+    # a switch added since that run and off today (false or null) changes nothing it did
+    added_off = {key for key in now.keys() - then.keys() if now[key] in (None, False)}
     return [f"{key}: {then.get(key, missing)!r} -> {now.get(key, missing)!r}" for key in keys
-            if key not in NOT_THE_RECIPE and now.get(key, missing) != then.get(key, missing)]
+            if key not in NOT_THE_RECIPE and key not in added_off and now.get(key, missing) != then.get(key, missing)]
 
 
 def check_same_recipe(run_dir: Path, experiment: str, seed: int, overrides: Sequence[str], progress: Progress) -> None:

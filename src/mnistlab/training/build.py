@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytorch_lightning as pl
@@ -12,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary, ProgressBar
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from ..config.devices import drop_failing_nvml_check
+from ..config.devices import ALIASES, DEVICES, drop_failing_nvml_check, precision_for, resolve_device
 from ..core.errors import ConfigError, user_error
 from .callbacks import CudaGraphCapture
 from .checkpoint_io import AtomicCheckpointIO
@@ -77,6 +78,7 @@ def build(cfg: DictConfig, extra_callbacks: list | None = None, **trainer_overri
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer_kwargs = {"callbacks": callbacks, "logger": loggers or False,
                       **switched_off_defaults(callbacks, cfg.trainer), **trainer_overrides}
+    trainer_kwargs.setdefault("precision", chosen_precision(cfg))
     if not cfg.trainer.get("plugins"):  # a user's own plugins (e.g. a CheckpointIO for object stores) win
         trainer_kwargs["plugins"] = [AtomicCheckpointIO()]
     try:
@@ -88,6 +90,20 @@ def build(cfg: DictConfig, extra_callbacks: list | None = None, **trainer_overri
         raise
     configure_device(cfg, trainer.strategy.root_device)
     return datamodule, model, trainer
+
+
+def chosen_precision(cfg: DictConfig) -> str:
+    """``trainer.precision``, or ``bf16-mixed`` where ``bf16_where_native`` and the device has it in hardware."""
+    precision = str(cfg.trainer.get("precision", "32-true"))
+    if not cfg.get("bf16_where_native"):
+        return precision
+    accelerator = str(cfg.trainer.get("accelerator") or "auto")
+    device = resolve_device(accelerator if accelerator in (*DEVICES, *ALIASES) else "auto",
+                            "trainer.accelerator=")
+    precision, fallback = precision_for(precision, True, device)
+    if fallback:
+        print(fallback, file=sys.stderr)
+    return precision
 
 
 def configure_device(cfg: DictConfig, device: torch.device) -> None:

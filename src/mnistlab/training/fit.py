@@ -118,6 +118,7 @@ def run_metrics(cfg: DictConfig, trainer, model, logged: dict[str, float], recor
         tested_weights=("EMA average, " if any(isinstance(c, EMA) for c in trainer.callbacks) else "")
         + ("best checkpoint" if best else "final weights"),
         parameters=sum(p.numel() for p in model.net.parameters()),
+        precision=str(trainer.precision),  # what bf16_where_native chose, where it is set
         seed=cfg.seed,
         dataset=cfg.data.dataset,
         machine=machine(),
