@@ -71,6 +71,7 @@ def precision_for(precision: str, bf16_where_native: bool, device) -> tuple[str,
 
 
 def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; elsewhere what ``platform`` knows)."""
     cpuinfo = Path("/proc/cpuinfo")
     model = ""
     if cpuinfo.is_file():
