@@ -43,7 +43,7 @@ def test_results_table_from_a_small_real_multirun(synthetic_root, tmp_path):
     # readme_figure is written with the table and the README's section shows it
     figure = tmp_path / "docs" / "images" / "results.png"
     assert figure.read_bytes() == (tmp_path / "results.png").read_bytes()
-    assert "highest seed)](docs/images/results.png)\n<!-- results:end -->" in text
+    assert "the most accurate recipe by each fit time)](docs/images/results.png)\n<!-- results:end -->" in text
     # a second call reuses the finished runs instead of training again
     again = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "(at " not in again.stderr  # no job started
@@ -302,12 +302,15 @@ def test_a_run_is_reused_or_continued_only_if_todays_recipe_trained_it(tiny_run,
         run_one("keras_cnn", 1, [], interrupted, progress)
     assert "(at " not in capsys.readouterr().err  # nothing was started
     # a setting absent from the record and on today is a change: a callback added since
-    OmegaConf.save(OmegaConf.create({**recipe, "callbacks": {k: v for k, v in recipe["callbacks"].items()
-                                                             if k != "gradient_norms"}}),
-                   interrupted / ".hydra" / "config.yaml")
-    with pytest.raises(MnistlabError, match=r"\(callbacks.gradient_norms._target_: '<absent>' -> "
-                                            r"'mnistlab.training.callbacks.GradientNorms'"):
+    callbacks = {k: v for k, v in recipe["callbacks"].items() if k != "divergence_guard"}
+    OmegaConf.save(OmegaConf.create({**recipe, "callbacks": callbacks}), interrupted / ".hydra" / "config.yaml")
+    with pytest.raises(MnistlabError, match=r"\(callbacks.divergence_guard._target_: '<absent>' -> "
+                                            r"'mnistlab.training.reliability.DivergenceGuard'"):
         run_one("keras_cnn", 1, [], interrupted, progress)
+    # ... but not one that only reads the run (the gradient norms it logs)
+    callbacks = {k: v for k, v in recipe["callbacks"].items() if k != "gradient_norms"}
+    OmegaConf.save(OmegaConf.create({**recipe, "callbacks": callbacks}), finished / ".hydra" / "config.yaml")
+    assert run_one("keras_cnn", 1, [], finished, progress) == metrics
     # a run that recorded no config is reused, with a line saying it could not be checked
     shutil.rmtree(older / ".hydra")
     assert run_one("keras_cnn", 1, ["trainer.max_epochs=7"], older, progress) == metrics
