@@ -68,7 +68,7 @@ def test_a_bf16_checkpoint_loads_and_reads_in_float32_as_it_tested(bf16_run, syn
     assert (float32 == labels).float().mean() == pytest.approx(metrics["test/acc"], abs=0.02)
 
 
-def test_a_float32_run_resumes_in_bf16(bf16_run, synthetic_root, tmp_path):
+def test_a_float32_run_resumes_in_bf16(synthetic_root, tmp_path):
     overrides = [*synthetic_overrides(synthetic_root), *BF16_RUN]
     run_train(tmp_path, overrides)
     resumed = run_train(tmp_path, [*overrides, "trainer.max_epochs=2", "trainer.precision=bf16-mixed",
