@@ -22,12 +22,13 @@ train: $(BIN)/mnistlab-ready
 # start processes, send signals and race them, which a second worker on two cores would only disturb), then
 # on every core the documented commands and the slow pipelines that race nothing (`parallel`: the results,
 # bench and speedrun tools end to end); lines sharing a store run in order, as one test, started first.
+# A test that a documented line runs (`run_by_docs`: the browser's screenshot) runs there only.
 test: lint
 	$(BIN)/python -m pytest -n auto $(ARGS)
 
 test-all: lint
 	$(BIN)/python -m pytest -n auto $(ARGS)
-	$(BIN)/python -m pytest -m "slow and not docs and not parallel" $(ARGS)
+	$(BIN)/python -m pytest -m "slow and not docs and not parallel and not run_by_docs" $(ARGS)
 	$(BIN)/python -m pytest -m "slow and (docs or parallel)" -n auto $(ARGS)
 
 lint: $(BIN)/mnistlab-ready

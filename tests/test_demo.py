@@ -221,6 +221,7 @@ def test_files_that_are_no_image_get_a_message(server, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.run_by_docs
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver "
                     "(apt-get install chromium chromium-driver); .ci/run installs them")
 def test_a_real_browser_draws_a_one_and_reads_the_answer(server):

@@ -144,6 +144,7 @@ def cli(*args):
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_cli_bad_data_is_one_line(tmp_path):
     root = make_dataset(tmp_path / "data")
     corrupt(root, "labels")

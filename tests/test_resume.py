@@ -191,6 +191,7 @@ def test_a_changed_setting_is_refused_in_one_line_naming_both_values(first_epoch
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_resume_from_ckpt_path_alone_continues_every_record(first_epoch, tmp_path):
     last = first_epoch / "checkpoints" / "last.ckpt"
     result = train(f"ckpt_path={last}", "trainer.max_epochs=3")
@@ -236,6 +237,7 @@ def test_resume_from_ckpt_path_alone_continues_every_record(first_epoch, tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_resume_across_an_optimizer_change_applies_it(first_epoch):
     last = first_epoch / "checkpoints" / "last.ckpt"
     result = train(f"ckpt_path={last}", "trainer.max_epochs=2", "optimizer=adam", "scheduler=exponential",

@@ -161,6 +161,7 @@ hydra:
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_a_clearly_bad_trial_is_pruned_after_its_first_epoch(synthetic_root, tmp_path):
     (tmp_path / "conf" / "hparams_search").mkdir(parents=True)
     (tmp_path / "conf" / "hparams_search" / "pruning.yaml").write_text(PRUNING_SEARCH)
@@ -194,6 +195,7 @@ hydra:
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_a_diverging_trial_is_a_failed_trial_and_the_study_goes_on(synthetic_root, tmp_path):
     (tmp_path / "conf" / "hparams_search").mkdir(parents=True)
     (tmp_path / "conf" / "hparams_search" / "crashy.yaml").write_text(CRASHY_SEARCH)
