@@ -249,3 +249,17 @@ def test_strokes_can_be_thickened_only():
     digit[..., 8:20, 12:16] = 1.0
     out = BatchAugment(stroke_p=1.0, stroke_thinner=0.0)(digit, generator=torch.Generator().manual_seed(0))
     assert set((out[:, 0, 14] > 0.5).sum(1).tolist()) == {6}  # every one a pixel thicker on each side
+
+
+def test_a_partial_stroke_pass_thickens_part_of_the_way():
+    digit = torch.zeros(400, 1, 28, 28)
+    digit[..., 8:20, 12:14] = 1.0  # a 2-pixel stroke, MNIST's usual width
+    out = BatchAugment(stroke_p=1.0, stroke_thinner=0.0, stroke_partial=0.5)(
+        digit, generator=torch.Generator().manual_seed(0))
+    edge = out[:, 0, 14, 11]  # the pixel a whole pass inks fully; a partial pass inks it part way
+    whole, partial = edge == 1.0, (edge > 0) & (edge < 1)
+    assert whole.logical_or(partial).all() and 0.4 < partial.float().mean() < 0.6  # half of them part way
+    assert 0.4 < edge[partial].mean() < 0.6  # their reach uniform in (0, 1)
+    assert torch.equal(out[:, 0, 14, 12:14], torch.ones(400, 2))  # the stroke itself stays inked
+    whole_only = BatchAugment(stroke_p=1.0, stroke_thinner=0.0)(digit, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(whole_only[:, 0, 14, 11], torch.ones(400))  # off: whole passes, as before

@@ -127,9 +127,14 @@ def test_ema_warms_up_so_a_short_run_is_not_judged_on_its_first_weights(syntheti
 
 def test_warmup_ema_follows_tensorflows_num_updates():
     update = warmup_ema(0.999)
-    average, current = torch.zeros(3), torch.ones(3)
     for n, rate in ((0, 0.1), (8, 0.5), (80, 0.9), (10**6, 0.999)):
-        assert update(average, current, torch.tensor(n)) == pytest.approx(torch.full((3,), 1 - rate), abs=1e-3)
+        averages, currents = [torch.zeros(3), torch.zeros(2, 2)], [torch.ones(3), torch.ones(2, 2)]
+        update(averages, currents, torch.tensor(n))
+        for average in averages:  # every tensor moved 1 - rate of the way, in place
+            assert average.flatten().tolist() == pytest.approx([1 - rate] * average.numel(), abs=1e-3)
+    counters = [torch.tensor(3)]
+    update(counters, [torch.tensor(7)], torch.tensor(5))
+    assert counters[0].item() == 7  # an integer buffer (batch norm's count) takes the latest value
 
 
 @pytest.mark.parametrize("scheduler", ["exponential", "step", "cosine", "onecycle", "plateau"])

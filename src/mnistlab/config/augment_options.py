@@ -64,6 +64,9 @@ OPTIONS: dict[str, Option] = {
                              "thicker only; thinning a one-pixel MNIST stroke can erase it)"),
     "stroke_radius": Option(1, _pixels, "its radius in pixels (each a 3x3 pass), per sample uniform in "
                             "1..stroke_radius"),
+    "stroke_partial": Option(0.0, rules.probability, "of those, the share whose last pass goes only part of "
+                             "the way (per sample uniform in (0, 1)): widths between whole pixels, as a whole "
+                             "pass makes MNIST's ~2-pixel strokes wider than most other writers' (~3)"),
     "blur_p": Option(0.0, rules.probability, "probability of blurring the image (3x3 binomial filter), as low "
                      "resolution and soft pens do", "blur"),
     "blur_passes": Option(2, _pixels, "passes of that filter, per sample uniform in 1..blur_passes"),

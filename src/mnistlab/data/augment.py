@@ -103,8 +103,12 @@ class BatchAugment(torch.nn.Module):
         if self.uses("stroke") or self.uses("blur") or self.uses("lowres"):
             draws = torch.rand(6, n, device=device, generator=generator)
             if self.uses("stroke"):
+                reach = None  # how far each sample's last pass goes; its own draw, as stretch's
+                if self.stroke_partial:
+                    part = torch.rand(2, n, device=device, generator=generator)
+                    reach = torch.where(part[0] < self.stroke_partial, part[1], torch.ones_like(part[1]))
                 images = stroke_width(images, draws[0] < self.stroke_p, draws[1] < 1 - self.stroke_thinner,
-                                      radius_choice(draws[2], self.stroke_radius), self.stroke_radius)
+                                      radius_choice(draws[2], self.stroke_radius), self.stroke_radius, reach)
             if self.uses("blur"):  # below blur_p, draws[3] / blur_p is uniform in [0, 1) again
                 passes = (draws[3] < self.blur_p) * radius_choice(draws[3] / self.blur_p, self.blur_passes)
                 images = blur(images, passes, self.blur_passes)
@@ -128,16 +132,21 @@ def radius_choice(uniform: torch.Tensor, largest: int) -> torch.Tensor:
 
 
 def stroke_width(images: torch.Tensor, chosen: torch.Tensor, thicker: torch.Tensor, radius: torch.Tensor,
-                 largest: int) -> torch.Tensor:
+                 largest: int, reach: torch.Tensor | None = None) -> torch.Tensor:
     """Thicker (grey-level dilation: a 3x3 max) or thinner (erosion: a 3x3 min) strokes by ``radius`` passes
-    (at most ``largest``) for the ``chosen`` samples; every pass is computed for the whole batch and each
-    sample takes its own, so nothing waits on the host (``radius.max()`` would)."""
+    (at most ``largest``) for the ``chosen`` samples, the last pass blended in by ``reach`` in [0, 1] (None:
+    whole passes); every pass is computed for the whole batch and each sample takes its own, so nothing waits
+    on the host (``radius.max()`` would)."""
+    thicker = thicker.view(-1, 1, 1, 1)
     out, dilated, eroded = images, images, images
     for step in range(1, largest + 1):
+        before = torch.where(thicker, dilated, eroded)
         dilated = F.max_pool2d(dilated, 3, stride=1, padding=1)
         eroded = -F.max_pool2d(-eroded, 3, stride=1, padding=1)
-        take = (chosen & (radius == step)).view(-1, 1, 1, 1)
-        out = torch.where(take, torch.where(thicker.view(-1, 1, 1, 1), dilated, eroded), out)
+        after = torch.where(thicker, dilated, eroded)
+        if reach is not None:
+            after = torch.lerp(before, after, reach.view(-1, 1, 1, 1).to(images.dtype))
+        out = torch.where((chosen & (radius == step)).view(-1, 1, 1, 1), after, out)
     return out
 
 
