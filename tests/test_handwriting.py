@@ -53,8 +53,8 @@ def test_the_default_model_gives_its_recorded_accuracies(mnist_root):
         images, labels = load_split(dataset, "test", mnist_root)
         accuracy = (inference.logits(module, images).argmax(-1) == labels).float().mean().item()
         assert accuracy == pytest.approx(record["accuracy"][name], abs=1e-4), dataset
-    # far above the speedrun's 83% and 99.1%: the default reads people's digits
-    assert record["accuracy"]["UCI digits"] > 0.95 and record["accuracy"]["MNIST test"] > 0.99
+    # far above the speedrun's 83% and 99.1%: the default reads people's digits, and MNIST's at the recipe's 99.5%
+    assert record["accuracy"]["UCI digits"] > 0.95 and record["accuracy"]["MNIST test"] >= 0.995
 
 
 def test_predict_without_a_checkpoint_uses_the_default_model_and_says_so(tmp_path, mnist_root):
