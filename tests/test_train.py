@@ -11,7 +11,7 @@ from mnistlab.config.compose import compose
 from mnistlab.core.errors import ConfigError
 from mnistlab.models.classifier import DNNClassifier
 from mnistlab.training.build import build
-from mnistlab.training.callbacks import SpeedMonitor, warmup_ema
+from mnistlab.training.callbacks import SpeedMonitor, ema_update
 
 from helpers import command, run_train, synthetic_overrides
 
@@ -126,7 +126,7 @@ def test_ema_warms_up_so_a_short_run_is_not_judged_on_its_first_weights(syntheti
 
 
 def test_warmup_ema_follows_tensorflows_num_updates():
-    update = warmup_ema(0.999)
+    update = ema_update(0.999)
     for n, rate in ((0, 0.1), (8, 0.5), (80, 0.9), (10**6, 0.999)):
         averages, currents = [torch.zeros(3), torch.zeros(2, 2)], [torch.ones(3), torch.ones(2, 2)]
         update(averages, currents, torch.tensor(n))
@@ -135,6 +135,9 @@ def test_warmup_ema_follows_tensorflows_num_updates():
     counters = [torch.tensor(3)]
     update(counters, [torch.tensor(7)], torch.tensor(5))
     assert counters[0].item() == 7  # an integer buffer (batch norm's count) takes the latest value
+    fixed = [torch.zeros(3)]
+    ema_update(0.999, warmup=False)(fixed, [torch.ones(3)], torch.tensor(0))
+    assert fixed[0].tolist() == pytest.approx([0.001] * 3, abs=1e-6)  # no warm-up: the decay from the first update
 
 
 @pytest.mark.parametrize("scheduler", ["exponential", "step", "cosine", "onecycle", "plateau"])

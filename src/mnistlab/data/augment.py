@@ -140,11 +140,11 @@ def stroke_width(images: torch.Tensor, chosen: torch.Tensor, thicker: torch.Tens
     thicker = thicker.view(-1, 1, 1, 1)
     out, dilated, eroded = images, images, images
     for step in range(1, largest + 1):
-        before = torch.where(thicker, dilated, eroded)
+        before = torch.where(thicker, dilated, eroded) if reach is not None else None  # whole passes need none
         dilated = F.max_pool2d(dilated, 3, stride=1, padding=1)
         eroded = -F.max_pool2d(-eroded, 3, stride=1, padding=1)
         after = torch.where(thicker, dilated, eroded)
-        if reach is not None:
+        if before is not None:
             after = torch.lerp(before, after, reach.view(-1, 1, 1, 1).to(images.dtype))
         out = torch.where((chosen & (radius == step)).view(-1, 1, 1, 1), after, out)
     return out

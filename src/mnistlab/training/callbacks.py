@@ -13,7 +13,6 @@ from pytorch_lightning.callbacks import EMAWeightAveraging
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
-from torch.optim.swa_utils import get_ema_multi_avg_fn
 from torchmetrics.classification import MulticlassConfusionMatrix
 from torchvision.utils import make_grid
 
@@ -325,25 +324,26 @@ class TensorBoardVisuals(pl.Callback):
                                  tag="test/penultimate_features")
 
 
-def warmup_ema(decay: float):
-    """TensorFlow's ``ExponentialMovingAverage(decay, num_updates)``: the decay used at update ``n`` is
-    ``min(decay, (1 + n) / (10 + n))``, so the average follows the weights closely at first (0.1 after one
-    update, 0.5 after 8, 0.9 after 80) instead of clinging to the initial ones for ~1/(1 - decay) steps: at 0.999
-    a fixed decay kept ``cnn_best``'s validation at 12.08% for its first 1,380 steps. Tensor arithmetic on
-    the step count: no host sync. Foreach arithmetic over every tensor at once: a loop over them (Lightning's
-    ``avg_fn``) cost 2.4x as long for ``handwriting``'s 20 tensors (1.24 ms against 0.51 ms an update, 2 idle
-    cores)."""
+def ema_update(decay: float, warmup: bool = True):
+    """The moving average's update, foreach over every tensor at once: a loop over them (Lightning's ``avg_fn``)
+    cost 2.4x as long for ``handwriting``'s 20 tensors (1.24 ms against 0.51 ms an update, 2 idle cores).
+    With ``warmup``, TensorFlow's ``ExponentialMovingAverage(decay, num_updates)``: the decay used at update
+    ``n`` is ``min(decay, (1 + n) / (10 + n))``, so the average follows the weights closely at first (0.1 after
+    one update, 0.5 after 8, 0.9 after 80) instead of clinging to the initial ones for ~1/(1 - decay) steps: at
+    0.999 a fixed decay kept ``cnn_best``'s validation at 12.08% for its first 1,380 steps. Tensor arithmetic
+    on the step count: no host sync."""
 
     @torch.no_grad()
     def update(averages: list[torch.Tensor], currents: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
         if not torch.is_floating_point(averages[0]):  # counters (batch norm's num_batches_tracked): the latest
             torch._foreach_copy_(averages, currents)
             return
-        rate = torch.clamp((1 + num_averaged) / (10 + num_averaged), max=decay).to(averages[0].dtype)
-        # average += (1 - rate) * (current - average) with the rate a tensor: foreach lerp takes only a number,
-        # which would read the rate back to the host every step on a GPU
+        # average += (1 - rate) * (current - average), the warm-up's rate a tensor: foreach lerp takes only a
+        # number, which would read the rate back to the host every step on a GPU
+        weight = (1 - torch.clamp((1 + num_averaged) / (10 + num_averaged), max=decay).to(averages[0].dtype)
+                  if warmup else 1 - decay)
         steps = torch._foreach_sub(currents, averages)
-        torch._foreach_mul_(steps, 1 - rate)
+        torch._foreach_mul_(steps, weight)
         torch._foreach_add_(averages, steps)
 
     return update
@@ -359,8 +359,7 @@ class EMA(EMAWeightAveraging):
         rules.fraction("callbacks.ema.decay", decay)
         super().__init__(decay=decay, **kwargs)
         del self._kwargs["avg_fn"]  # AveragedModel calls an avg_fn once per tensor, a multi_avg_fn once in all
-        self._kwargs["multi_avg_fn"] = (warmup_ema(decay) if rules.switch("callbacks.ema.warmup", warmup)
-                                        else get_ema_multi_avg_fn(decay))
+        self._kwargs["multi_avg_fn"] = ema_update(decay, rules.switch("callbacks.ema.warmup", warmup))
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint) -> None:
         if trainer.state.fn == TrainerFn.FITTING:  # a resume: the average and the training weights, both
