@@ -42,6 +42,7 @@ LIMITS = {
     "mnistlab.speedrun": ["seeds=[0]", "overrides=[" + ",".join(f"'{o}'" for o in TRAIN_LIMITS[:3]) + "]"],
     "mnistlab.bench": ["--rounds", "1", "--steps", "2", "--warmup", "1"],
     "mnistlab.lessons": ["--quick"],
+    "scripts/keras_tutorial.py": ["--seeds", "0", "--epochs", "1"],
 }
 OPTUNA_LIMITS = ["hydra.sweeper.n_trials=2"]
 SERVERS = {"tensorboard": 6006, "mlflow ui": 5000, "optuna-dashboard": 8080, "mnistlab.demo": 7860}
@@ -81,6 +82,8 @@ def why_not_here(line: str) -> str | None:
         return "the test suite itself: CI runs make test-all"
     if line.startswith("srun ") and shutil.which("srun") is None:
         return "needs SLURM (srun is not installed here)"
+    if "scripts/keras_tutorial.py" in line and importlib.util.find_spec("tensorflow") is None:
+        return "the Keras tutorial's own code needs TensorFlow (pip install tensorflow-cpu), not installed here"
     if line.startswith("mlflow ui") and importlib.util.find_spec("flask") is None:
         return "the MLflow UI needs the full mlflow package (pip install mlflow, as the README says), not installed"
     gpu = ("trainer=gpu", "speedrun_gpu", "--device gpu", "trainer.accelerator=gpu")
@@ -151,7 +154,7 @@ def fill_in(line: str, root: Path) -> list[str]:
             .replace("outputs/cnn/<run>/checkpoints/last.ckpt", str(cnn))
             .replace("ckpt_path=PATH", f"ckpt_path={cnn}").replace("ckpt_path=...", f"ckpt_path={speedrun}")
             .replace("experiment=<recipe> <overrides> seed=<n>", "experiment=speedrun seed=0")
-            .replace("seed=N", "seed=0"))
+            .replace("seed=N", "seed=0").replace("python scripts/", f"python {REPO}/scripts/"))
     options = re.findall(r"\[(--[^\]]+)\]", line)
     if not options:
         return [line]
@@ -183,6 +186,8 @@ def shortened(line: str) -> str:
         command, module, args = match.group(0), match.group(1), match.group(2)
         return f"{command} {' '.join(shlex.quote(a) for a in extra(module, args))}".rstrip()
 
+    if "scripts/keras_tutorial.py" in line:
+        return f"{line} {' '.join(LIMITS['scripts/keras_tutorial.py'])}"
     return re.sub(r"python -m (mnistlab\.\w+)((?:\s+(?![&;|])\S+)*)", append, line)
 
 

@@ -94,6 +94,13 @@ def test_batch_norm_and_dropout_options():
     convs = [m for m in strided.modules() if isinstance(m, nn.Conv2d)]
     assert [c.stride for c in convs] == [(1, 1), (2, 2), (1, 1), (1, 1), (1, 1), (2, 2)]
     assert sum(isinstance(m, nn.MaxPool2d) for m in strided.modules()) == 1
+    # convolutions per block, one count each: a cheap strided first block, two 3x3 convolutions later
+    deeper = nets.CNN(channels=(8, 16, 32), kernel_size=[5, 3, 3], convs_per_block=[1, 2, 2],
+                      pool=["stride", "max", "max"], dense=64)
+    convs = [m for m in deeper.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.stride) for c in convs] == [
+        (1, 8, (2, 2)), (8, 16, (1, 1)), (16, 16, (1, 1)), (16, 32, (1, 1)), (32, 32, (1, 1))]
+    assert deeper(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     assert strided.classifier[1].in_features == 32 * 4 * 4
     shapes = []
     for layer in strided.features:
@@ -163,6 +170,8 @@ def test_center_crop_sees_only_the_central_pixels():
     (lambda: nets.CNN(channels=(8, 8, 8, 8, 8)), "1 to 4 blocks"),
     (lambda: nets.CNN(kernel_size=[3, 5, 3]), "kernel_size lists 3 values for 2 blocks"),
     (lambda: nets.CNN(batch_norm=[True]), "batch_norm lists 1 values for 2 blocks"),
+    (lambda: nets.CNN(convs_per_block=[1, 2, 2]), "convs_per_block lists 3 values for 2 blocks"),
+    (lambda: nets.CNN(convs_per_block=[1, 0]), "got \\[16, 32\\], 128 and \\[1, 0\\]"),
     (lambda: nets.CNN(pool="avg"), "pool must be one of max, stride"),
     (lambda: nets.CNN(center_crop=0), "center_crop must be a side length from 1 to 28 pixels, got 0"),
     (lambda: nets.CNN(center_crop=30), "center_crop must be a side length from 1 to 28 pixels, got 30"),

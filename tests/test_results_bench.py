@@ -315,3 +315,51 @@ def test_a_run_is_reused_or_continued_only_if_todays_recipe_trained_it(tiny_run,
     shutil.rmtree(older / ".hydra")
     assert run_one("keras_cnn", 1, ["trainer.max_epochs=7"], older, progress) == metrics
     assert f"{older}: no .hydra/config.yaml, so its recipe cannot be checked" in capsys.readouterr().err
+
+
+# -- scripts/keras_tutorial.py: the Keras tutorial on TensorFlow, timed beside keras_cnn ---------------------
+
+
+@pytest.fixture(scope="module")
+def keras_tutorial():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "keras_tutorial.py"
+    spec = importlib.util.spec_from_file_location("keras_tutorial", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_keras_script_reads_the_idx_files_mnistlab_reads(keras_tutorial, synthetic_root, tmp_path):
+    import gzip
+
+    from mnistlab.data.datasets import SPLIT_FILES
+    from mnistlab.data.idx import read_images_and_labels
+
+    raw = synthetic_root / "MNIST" / "raw"
+    images_file, labels_file = SPLIT_FILES["train"]
+    ours, labels = read_images_and_labels(raw / images_file, raw / labels_file)
+    theirs = keras_tutorial.read_idx(raw / images_file)
+    assert theirs.shape == (600, 28, 28)
+    assert (torch.from_numpy(theirs.copy()) == ours.reshape(600, 28, 28)).all()
+    zipped = tmp_path / f"{labels_file}.gz"  # Fashion-MNIST's and the downloads' gzipped layout
+    zipped.write_bytes(gzip.compress((raw / labels_file).read_bytes()))
+    assert (torch.from_numpy(keras_tutorial.read_idx(zipped).copy()) == labels).all()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--mnistlab-python", "/nowhere/python"], "no TensorFlow"),
+])
+def test_the_keras_script_refuses_in_one_line(keras_tutorial, monkeypatch, argv, says):
+    import importlib.util
+
+    if says == "no TensorFlow" and importlib.util.find_spec("tensorflow") is not None:
+        says = "--mnistlab-python: no such file /nowhere/python"
+    monkeypatch.setattr(sys, "argv", ["keras_tutorial.py", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        keras_tutorial.main()
+    assert str(exit_.value).startswith("error: ") and says in str(exit_.value)
+    assert "\n" not in str(exit_.value)

@@ -167,7 +167,8 @@ class CNN(Network):
 
     Conv 16@3x3 same + ReLU + MaxPool 2, Conv 32@3x3 same + ReLU + MaxPool 2, Dense 128 ReLU, Dense 10:
     206,922 parameters. ``convs_per_block=2`` stacks two convolutions per block (VGG style).
-    ``kernel_size``, ``batch_norm`` and ``pool`` take one value for every block or a list with one per block.
+    ``kernel_size``, ``convs_per_block``, ``batch_norm`` and ``pool`` take one value for every block or a list
+    with one per block.
     ``pool="stride"`` halves a block's maps with a stride-2 last convolution instead of a 2x2 max-pool: a
     quarter of the convolution's work, and no full-size activation maps at all. ``pool_before_norm``
     max-pools straight after the convolution, so batch norm works on a quarter of the values (a different
@@ -181,7 +182,7 @@ class CNN(Network):
         self,
         channels: Sequence[int] = (16, 32),
         kernel_size: int | Sequence[int] = 3,
-        convs_per_block: int = 1,
+        convs_per_block: int | Sequence[int] = 1,
         dense: int = 128,
         batch_norm: bool | Sequence[bool] = False,
         dropout: float = 0.0,
@@ -199,7 +200,8 @@ class CNN(Network):
             raise ConfigError(f"model.net.center_crop must be a side length from 1 to 28 pixels, got {center_crop}")
         if not channels or len(channels) > 4:
             raise ConfigError(f"model.net.channels needs 1 to 4 blocks (28 px halves each time), got {list(channels)}")
-        if not all(is_size(c) for c in channels) or not is_size(dense) or not is_size(convs_per_block):
+        convs = per_block("convs_per_block", convs_per_block, len(channels))
+        if not all(is_size(c) for c in [*channels, *convs]) or not is_size(dense):
             raise ConfigError(f"model.net.channels, dense and convs_per_block must be whole numbers > 0, got "
                               f"{list(channels)}, {dense!r} and {convs_per_block!r}")
         blocks = conv_blocks(channels, kernel_size, batch_norm, pool)
@@ -207,8 +209,8 @@ class CNN(Network):
         layers: list[nn.Module] = [] if center_crop is None else [CenterCrop(center_crop)]
         input_side = center_crop or 28
         cin, size = 1, input_side
-        for cout, kernel, norm, block_pool in blocks:
-            layers += conv_stack(cin, cout, kernel, norm, activation, convs_per_block, block_pool, pool_before_norm)
+        for (cout, kernel, norm, block_pool), block_convs in zip(blocks, convs, strict=True):
+            layers += conv_stack(cin, cout, kernel, norm, activation, block_convs, block_pool, pool_before_norm)
             cin, size = cout, (size + 1) // 2 if block_pool == "stride" else size // 2  # 'same' stride 2: 7 -> 4
         if size < 1:
             raise ConfigError(f"model.net: {len(channels)} blocks halve a {input_side}-pixel input to nothing")
