@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from mnistlab.config.compose import compose
 from mnistlab.config.devices import native_bf16, precision_for
@@ -88,6 +89,17 @@ def test_bf16_where_native_chooses_by_the_hardware_and_says_when_it_falls_back(s
         assert "bf16_where_native: this CPU (" in err and "has no native bfloat16; training with " \
                "trainer.precision=32-true" in err
     assert precision_for("32-true", False, cpu) == ("32-true", "")
+
+
+def test_the_loggers_record_the_precision_a_run_trained_in(synthetic_root, tmp_path, monkeypatch):
+    # as on a CPU with bfloat16 in hardware (this one may have none): bf16_where_native picks bf16-mixed
+    monkeypatch.setattr("mnistlab.config.devices.native_bf16", lambda device: True)
+    metrics = run_train(tmp_path, [*synthetic_overrides(synthetic_root), "model=softmax", "bf16_where_native=true",
+                                   "logger=csv", "trainer.max_epochs=1", "++trainer.limit_train_batches=2",
+                                   "++trainer.limit_val_batches=1", "++trainer.limit_test_batches=1"])
+    assert metrics["precision"] == "bf16-mixed"
+    # not trainer.precision's 32-true: the hyperparameters say what it trained in, as metrics.json does
+    assert OmegaConf.load(tmp_path / "csv" / "hparams.yaml").trainer.precision == "bf16-mixed"
 
 
 def test_native_bf16_agrees_with_the_cpus_flags():

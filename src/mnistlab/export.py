@@ -47,19 +47,25 @@ def run(cfg: DictConfig) -> None:
 
 def run_record(ckpt_path) -> dict:
     """What a safetensors export keeps of its run: the test accuracies (MNIST, other writers) from the run's
-    metrics.json and the command that trained it (its .hydra/ overrides)."""
+    metrics.json and the command that trained it: its .hydra/ overrides less where it ran and what only
+    changed how it was shown or resumed (the results tool's runs add ``callbacks.progress_bar.refresh_rate=0``)."""
     import json
     from datetime import date
 
     from omegaconf import OmegaConf
 
     from .config.resume import run_of
+    from .perf.runs import NOT_THE_RECIPE
 
     run = run_of(ckpt_path)
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
     overrides_file = run / ".hydra" / "overrides.yaml"
-    overrides = [o for o in OmegaConf.load(overrides_file) if not o.startswith("hydra.")] \
-        if overrides_file.is_file() else []
+
+    def recipe(override: str) -> bool:
+        key = override.split("=", 1)[0].lstrip("+~")
+        return not key.startswith("hydra.") and not any(key == k or key.startswith(f"{k}.") for k in NOT_THE_RECIPE)
+
+    overrides = [o for o in OmegaConf.load(overrides_file) if recipe(o)] if overrides_file.is_file() else []
     return {"accuracy": {"MNIST test": metrics.get("test/acc"), "UCI digits": metrics.get("test/uci_acc")},
             "trained_by": shlex.join(["python", "-m", "mnistlab.train", *overrides]) if overrides_file.is_file()
             else None,

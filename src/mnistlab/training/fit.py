@@ -33,11 +33,14 @@ class JobFailed(Exception):
 
 
 
-def logged_hparams(cfg: DictConfig) -> dict[str, Any]:
+def logged_hparams(cfg: DictConfig, precision: str) -> dict[str, Any]:
+    """The run's settings for the loggers' hyperparameter views; ``precision`` is what it trained in (what
+    ``bf16_where_native`` chose), not what ``trainer.precision`` says."""
     keep = ("data", "augment", "model", "optimizer", "scheduler", "regularization")
     params: dict[str, Any] = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in keep if key in cfg}
     params["seed"] = cfg.seed
-    params["trainer"] = {k: cfg.trainer.get(k) for k in ("max_epochs", "precision", "gradient_clip_val")}
+    params["trainer"] = {"max_epochs": cfg.trainer.get("max_epochs"), "precision": precision,
+                         "gradient_clip_val": cfg.trainer.get("gradient_clip_val")}
     params["callbacks"] = HydraConfig.get().runtime.choices.get("callbacks") if HydraConfig.initialized() else None
     return params
 
@@ -154,9 +157,9 @@ def close_loggers(trainer, cfg: DictConfig, metrics: dict[str, Any]) -> None:
     final = {f"hp/{k.replace('/', '_')}": metrics[k] for k in ("test/acc", "test/loss", "val/acc_best") if k in metrics}
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):  # its hparams tab pairs the two; no other logger's signature
-            logger.log_hyperparams(logged_hparams(cfg), metrics=final)
+            logger.log_hyperparams(logged_hparams(cfg, metrics["precision"]), metrics=final)
         else:
-            logger.log_hyperparams(logged_hparams(cfg))
+            logger.log_hyperparams(logged_hparams(cfg, metrics["precision"]))
             logger.log_metrics(final, step=trainer.global_step)
         logger.finalize("success")
         if isinstance(logger, WandbLogger):  # its run is written out when it ends, else only at exit
