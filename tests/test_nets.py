@@ -94,6 +94,12 @@ def test_batch_norm_and_dropout_options():
     convs = [m for m in strided.modules() if isinstance(m, nn.Conv2d)]
     assert [c.stride for c in convs] == [(1, 1), (2, 2), (1, 1), (1, 1), (1, 1), (2, 2)]
     assert sum(isinstance(m, nn.MaxPool2d) for m in strided.modules()) == 1
+    assert strided.classifier[1].in_features == 32 * 4 * 4
+    shapes = []
+    for layer in strided.features:
+        layer.register_forward_hook(lambda m, i, o: shapes.append(o.shape[-1]) if isinstance(m, nn.Conv2d) else None)
+    assert strided(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    assert shapes == [28, 14, 14, 14, 7, 4]
     # convolutions per block, one count each: a cheap strided first block, two 3x3 convolutions later
     deeper = nets.CNN(channels=(8, 16, 32), kernel_size=[5, 3, 3], convs_per_block=[1, 2, 2],
                       pool=["stride", "max", "max"], dense=64)
@@ -101,12 +107,6 @@ def test_batch_norm_and_dropout_options():
     assert [(c.in_channels, c.out_channels, c.stride) for c in convs] == [
         (1, 8, (2, 2)), (8, 16, (1, 1)), (16, 16, (1, 1)), (16, 32, (1, 1)), (32, 32, (1, 1))]
     assert deeper(torch.randn(2, 1, 28, 28)).shape == (2, 10)
-    assert strided.classifier[1].in_features == 32 * 4 * 4
-    shapes = []
-    for layer in strided.features:
-        layer.register_forward_hook(lambda m, i, o: shapes.append(o.shape[-1]) if isinstance(m, nn.Conv2d) else None)
-    assert strided(torch.randn(2, 1, 28, 28)).shape == (2, 10)
-    assert shapes == [28, 14, 14, 14, 7, 4]
     lenet = nets.LeNet5(batch_norm=True, dropout=0.1, activation="tanh")
     assert lenet(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
