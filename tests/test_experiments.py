@@ -13,7 +13,7 @@ EXPERIMENTS = group_options("experiment")
 
 def test_the_recipes_are_all_there():
     assert {"tf_dnn", "tf_dnn_tuned", "keras_cnn", "lenet5", "cnn_best", "fashion_cnn", "speedrun",
-            "speedrun_gpu"} <= set(EXPERIMENTS)
+            "speedrun_gpu", "one_minute", "ten_minutes", "handwriting"} <= set(EXPERIMENTS)
 
 
 def test_tutorial_recipes_match_the_tutorials():
