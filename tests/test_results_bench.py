@@ -199,7 +199,8 @@ def test_speedrun_refuses_an_unknown_experiment_before_training(key, tmp_path):
     bad = command("speedrun", f"{key}=nope", f"runs_dir={tmp_path / 'runs'}")
     assert bad.returncode == 2 and bad.stderr.strip() == (
         "error: unknown experiment(s) ['nope']; choose from ['cnn_best', 'digits_0_4', 'digits_5_9', 'fashion_cnn', "
-        "'handwriting', 'keras_cnn', 'lenet5', 'one_minute', 'speedrun', 'speedrun_gpu', 'ten_minutes', 'tf_dnn', 'tf_dnn_tuned']")
+        "'handwriting', 'keras_cnn', 'lenet5', 'one_minute', 'speedrun', 'speedrun_gpu', 'ten_minutes', 'tf_dnn', "
+        "'tf_dnn_tuned']")
     assert not (tmp_path / "runs").exists()
 
 
