@@ -54,18 +54,15 @@ def run_record(ckpt_path) -> dict:
 
     from omegaconf import OmegaConf
 
-    from .config.resume import run_of
-    from .perf.runs import NOT_THE_RECIPE
+    from .config.resume import override_key, run_of
+    from .perf.runs import part_of_the_recipe
 
     run = run_of(ckpt_path)
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
     overrides_file = run / ".hydra" / "overrides.yaml"
-
-    def recipe(override: str) -> bool:
-        key = override.split("=", 1)[0].lstrip("+~")
-        return not key.startswith("hydra.") and not any(key == k or key.startswith(f"{k}.") for k in NOT_THE_RECIPE)
-
-    overrides = [o for o in OmegaConf.load(overrides_file) if recipe(o)] if overrides_file.is_file() else []
+    overrides = [o for o in OmegaConf.load(overrides_file)
+                 if not override_key(o).startswith("hydra.") and part_of_the_recipe(override_key(o))] \
+        if overrides_file.is_file() else []
     return {"accuracy": {"MNIST test": metrics.get("test/acc"), "UCI digits": metrics.get("test/uci_acc")},
             "trained_by": shlex.join(["python", "-m", "mnistlab.train", *overrides]) if overrides_file.is_file()
             else None,

@@ -36,6 +36,11 @@ def metrics_file(run_dir: Path) -> Path:
 NOT_THE_RECIPE = ("callbacks.progress_bar.refresh_rate", "ckpt_path", "callbacks.gradient_norms")
 
 
+def part_of_the_recipe(key: str) -> bool:
+    """Whether a dotted config key (or an override's key) can change what a run trains."""
+    return not key.startswith(NOT_THE_RECIPE)
+
+
 def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(node, dict):
         return {k: v for key, child in node.items() for k, v in _leaves(child, f"{prefix}{key}.").items()}
@@ -61,7 +66,7 @@ def recipe_changes(run_dir: Path, experiment: str, seed: int, overrides: Sequenc
     added_off = {key for key in now.keys() - then.keys() if now[key] in (None, False)}
     changed = [key for key in keys if now.get(key, missing) != then.get(key, missing)]
     return [f"{key}: {then.get(key, missing)!r} -> {now.get(key, missing)!r}" for key in changed
-            if not key.startswith(NOT_THE_RECIPE) and key not in added_off]
+            if part_of_the_recipe(key) and key not in added_off]
 
 
 def check_same_recipe(run_dir: Path, experiment: str, seed: int, overrides: Sequence[str], progress: Progress) -> None:
