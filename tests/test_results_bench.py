@@ -267,6 +267,18 @@ def test_ablation_worth_is_what_removing_costs_or_adding_buys(tiny_run, tmp_path
         results.ablation(cfg, [])
 
 
+def test_tabulating_finished_runs_when_none_has_finished_is_one_line(tmp_path):
+    from omegaconf import OmegaConf
+
+    from mnistlab import results
+
+    cfg = OmegaConf.create({"experiments": ["cnn_best", "fashion_cnn"], "seeds": [0, 1],
+                            "seeds_per_experiment": {"cnn_best": [0]}, "overrides": [],
+                            "runs_dir": str(tmp_path), "run_missing": False})
+    with pytest.raises(results.ConfigError, match=r"holds no finished runs of cnn_best, fashion_cnn"):
+        results.collect(cfg)
+
+
 def test_a_run_is_reused_or_continued_only_if_todays_recipe_trained_it(tiny_run, tmp_path, capsys):
     from omegaconf import OmegaConf
 

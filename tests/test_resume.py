@@ -79,6 +79,26 @@ def test_which_settings_may_change_mid_run():
         ("a.b", 1, 3), ("a.c", 2, ABSENT), ("d", ABSENT, 4)]
 
 
+def test_a_setting_added_since_the_run_and_off_changes_nothing(tmp_path, capsys):
+    """A run recorded before a setting existed resumes under today's mnistlab when that setting is off."""
+    from omegaconf import OmegaConf
+
+    from mnistlab.config.resume import check_changes
+    from mnistlab.core.errors import ConfigError
+
+    record = tmp_path / "run" / ".hydra"
+    record.mkdir(parents=True)
+    OmegaConf.save({"augment": {"rotation": 10.0}, "seed": 0}, record / "config.yaml")
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    today = OmegaConf.create({"augment": {"rotation": 10.0, "stroke_p": 0.0, "blur_p": 0, "elastic": None},
+                              "bf16_where_native": False, "seed": 0})
+    assert check_changes(today, last, record) == []
+    assert capsys.readouterr().err == ""  # nothing to say
+    today.augment.stroke_p = 0.5  # added since, and on: another training than the run's
+    with pytest.raises(ConfigError, match=r"augment\.stroke_p was \(absent\), now 0\.5"):
+        check_changes(today, last, record)
+
+
 def test_tilde_is_expanded_in_values_only():
     home = os.path.expanduser("~")
     assert expand_home(["ckpt_path=~/runs/x.ckpt", "~logger", "data.data_dir=~"]) == [

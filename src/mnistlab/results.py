@@ -137,6 +137,9 @@ def collect(cfg: DictConfig) -> tuple[dict[str, list[dict[str, Any]]], dict[str,
                 print(f"[results] {e}: only seeds {finished[e]} of {seeds[e]} have finished", file=sys.stderr)
         seeds = {e: done for e, done in finished.items() if done}
         experiments = [e for e in experiments if e in seeds]
+        if not experiments:
+            raise ConfigError(f"run_missing=false but {cfg.runs_dir} holds no finished runs of "
+                              f"{', '.join(finished)} for those seeds: nothing to tabulate")
     progress = Progress("results", sum(len(seeds[e]) for e in experiments))
     rows = {e: [run_one(e, s, list(cfg.overrides), Path(cfg.runs_dir) / e / f"seed_{s}", progress) for s in seeds[e]]
             for e in experiments}

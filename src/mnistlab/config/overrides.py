@@ -41,6 +41,12 @@ def override_value(value: Any) -> str:
 ABSENT = object()  # a key one side of a comparison does not have
 
 
+def added_off(then: Any, now: Any) -> bool:
+    """A setting added to mnistlab since a run recorded its config (``then`` is ``ABSENT``) and off now (false,
+    null or zero): it changes nothing that run did, so neither a resume nor the results tool counts it."""
+    return then is ABSENT and (now is None or now is False or (type(now) in (int, float) and now == 0))
+
+
 def differences(base: DictConfig | Mapping, target: DictConfig | Mapping,
                 prefix: str = "") -> list[tuple[str, Any, Any]]:
     """``(dotted key, value in base, value in target)`` for every leaf that differs, ``ABSENT`` for a key one

@@ -12,7 +12,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from ..core.errors import ConfigError
-from .overrides import ABSENT, differences, override_value
+from .overrides import ABSENT, added_off, differences, override_value
 
 # Settings that may change mid-run without making it another run: how long it goes, how much of each split
 # it reads, where and how it logs, on which devices, where the data lives, what is tested at the end.
@@ -112,7 +112,8 @@ def check_changes(config: DictConfig, ckpt_path: str | Path, record: Path) -> li
     run_dir = run_of(ckpt_path)
     stored = OmegaConf.to_container(OmegaConf.load(record / "config.yaml"), resolve=False)
     current = {k: v for k, v in OmegaConf.to_container(config, resolve=False).items() if k != "hydra"}
-    changes = [c for c in differences(stored, current) if c[0].split(".", 1)[0] not in NOT_REPLAYED]
+    changes = [c for c in differences(stored, current)
+               if c[0].split(".", 1)[0] not in NOT_REPLAYED and not added_off(c[1], c[2])]
     fixed = [c for c in changes if not may_change(c[0])]
     described = [f"{key}: {_shown(old)} -> {_shown(new)}" for key, old, new in changes]
     if fixed and mode != "apply":

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.compose import group_options
+from ..config.overrides import ABSENT, added_off
 from ..core.errors import ConfigError, MnistlabError
 from ..core.io import write_text
 from .doc_sections import update_section
@@ -62,11 +63,9 @@ def recipe_changes(run_dir: Path, experiment: str, seed: int, overrides: Sequenc
     now, then = _leaves(today), _leaves(OmegaConf.to_container(OmegaConf.load(recorded), resolve=False))
     missing = "<absent>"
     keys = sorted(now.keys() | then.keys())
-    # a switch added since that run and off today (false or null) changes nothing it did
-    added_off = {key for key in now.keys() - then.keys() if now[key] in (None, False)}
     changed = [key for key in keys if now.get(key, missing) != then.get(key, missing)]
     return [f"{key}: {then.get(key, missing)!r} -> {now.get(key, missing)!r}" for key in changed
-            if part_of_the_recipe(key) and key not in added_off]
+            if part_of_the_recipe(key) and not added_off(then.get(key, ABSENT), now.get(key, ABSENT))]
 
 
 def check_same_recipe(run_dir: Path, experiment: str, seed: int, overrides: Sequence[str], progress: Progress) -> None:
