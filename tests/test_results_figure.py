@@ -57,6 +57,8 @@ def test_labels_of_nearby_points_do_not_overlap():
     markers = [mnist.transData.transform(line.get_xydata()[0]) for line in mnist.lines if line.get_marker() == "o"]
     assert len(markers) == len(boxes)
     assert not [(box, xy) for box in boxes for xy in markers if box.contains(*xy)]  # no label covers a point
+    frame = mnist.get_window_extent(renderer)  # the rightmost label, right of its point, ran into the next panel
+    assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
     plt.close(fig)
 
 

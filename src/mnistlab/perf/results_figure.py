@@ -45,16 +45,21 @@ def _marker_box(ax, point: tuple[float, float], half: float = 5.0):
 
 
 def _place_label(ax, text: str, point: tuple[float, float], taken: list) -> None:
-    """Annotate ``point`` at the first offset whose box overlaps no label placed before (else the last)."""
+    """Annotate ``point`` at the first offset whose box stays inside the panel and overlaps no label placed
+    before; else the first that overlaps nothing (a label past the panel's edge runs into the next panel)."""
     renderer = ax.figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    tried = []
     for dx, dy in LABEL_OFFSETS:
         label = ax.annotate(text, point, textcoords="offset points", xytext=(dx, dy), fontsize=8,
                             ha="left" if dx > 0 else "right")
         box = label.get_window_extent(renderer)
-        if not any(box.overlaps(other) for other in taken):
-            break
-        if (dx, dy) != LABEL_OFFSETS[-1]:
-            label.remove()
+        free = not any(box.overlaps(other) for other in taken)
+        inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+        label.remove()
+        tried.append(((dx, dy), box, free, inside))
+    (dx, dy), box, _, _ = next((t for t in tried if t[2] and t[3]), next((t for t in tried if t[2]), tried[0]))
+    ax.annotate(text, point, textcoords="offset points", xytext=(dx, dy), fontsize=8, ha="left" if dx > 0 else "right")
     taken.append(box)
 
 
