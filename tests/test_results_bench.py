@@ -204,6 +204,18 @@ def test_speedrun_refuses_an_unknown_experiment_before_training(key, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_speedrun_refuses_a_bad_seed_before_training(tmp_path):
+    from omegaconf import OmegaConf
+
+    from mnistlab import speedrun
+    from mnistlab.core.errors import ConfigError
+
+    cfg = OmegaConf.create({"seeds": [0, "a"], "recipe": "speedrun", "reference": "keras_cnn"})
+    with pytest.raises(ConfigError, match=r"^seeds must be a whole number, got 'a'$"):
+        speedrun.measure(cfg, tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
 def test_results_tabulates_finished_runs_without_training(tiny_run, tmp_path):
     # the command's smoke test: two finished runs (the session's tiny run, as two seeds) and nothing to train
     runs = tmp_path / "runs"
@@ -224,6 +236,8 @@ def test_results_tabulates_finished_runs_without_training(tiny_run, tmp_path):
     assert "(at " not in result.stderr and result.stderr.count("reused") == 2  # nothing was trained
     bad = command("results", "experiments=[nope]")
     assert bad.returncode == 2 and "unknown experiment(s) ['nope']" in bad.stderr
+    bad = command("results", "curves=nope")  # a misspelt curves drew no curves, silently
+    assert bad.returncode == 2 and "curves: unknown experiment(s) ['nope']" in bad.stderr
 
 
 def test_progress_says_job_of_total_and_beats_while_a_child_runs(tmp_path, capsys):
@@ -277,6 +291,42 @@ def test_tabulating_finished_runs_when_none_has_finished_is_one_line(tmp_path):
                             "runs_dir": str(tmp_path), "run_missing": False})
     with pytest.raises(results.ConfigError, match=r"holds no finished runs of cnn_best, fashion_cnn"):
         results.collect(cfg)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"seeds_per_experiment": {"keras_cn": [0]}},  # a misspelt name would train every seed of keras_cnn
+     "seeds_per_experiment names ['keras_cn'], which experiments does not list: ['keras_cnn', 'lenet5']"),
+    ({"seeds_per_experiment": [0]}, "seeds_per_experiment maps experiments to their seeds, e.g. {fashion_cnn:[0]}"),
+    ({"seeds_per_experiment": {"lenet5": [1.5]}}, "seeds_per_experiment.lenet5 must be a whole number, got 1.5"),
+    ({"seeds": [-1]}, "seeds must be in [0, 4294967295]"),
+    ({"seeds": ["a"]}, "seeds must be a whole number, got 'a'"),
+    ({"seeds": []}, "seeds must name at least one seed"),
+    ({"experiments": []}, "experiments must name at least one experiment"),
+    ({"experiments": ["nope"]}, "unknown experiment(s) ['nope']"),
+])
+def test_the_results_settings_are_refused_in_one_line(change, message, tmp_path):
+    from omegaconf import OmegaConf
+
+    from mnistlab import results
+
+    cfg = OmegaConf.create({"experiments": ["keras_cnn", "lenet5"], "seeds": [0], "seeds_per_experiment": None,
+                            "overrides": [], "runs_dir": str(tmp_path), "run_missing": False, **change})
+    with pytest.raises(results.ConfigError) as refused:
+        results.collect(cfg)
+    assert str(refused.value).startswith(message)
+
+
+def test_one_experiment_or_one_seed_needs_no_brackets(tiny_run, tmp_path):
+    from omegaconf import OmegaConf
+
+    from mnistlab import results
+
+    (tmp_path / "keras_cnn" / "seed_3").mkdir(parents=True)
+    shutil.copy(tiny_run / "metrics.json", tmp_path / "keras_cnn" / "seed_3" / "metrics.json")
+    cfg = OmegaConf.create({"experiments": "keras_cnn", "seeds": 3, "seeds_per_experiment": None, "overrides": [],
+                            "runs_dir": str(tmp_path), "run_missing": False})
+    rows, seeds = results.collect(cfg)
+    assert seeds == {"keras_cnn": [3]} and len(rows["keras_cnn"]) == 1  # not k, e, r, a, s...
 
 
 def test_a_run_is_reused_or_continued_only_if_todays_recipe_trained_it(tiny_run, tmp_path, capsys):

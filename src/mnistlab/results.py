@@ -16,7 +16,7 @@ import re
 import shlex
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from .cli import hydra_command
+from .config import rules
 from .config.devices import machine
 from .core.errors import ConfigError
 from .perf import results_figure
@@ -91,7 +92,7 @@ def _slug(text: str) -> str:
 def ablation(cfg: DictConfig, command_line: Sequence[str]) -> str:
     """The recipe, then the recipe without each of its lessons and with each candidate one: test accuracy and
     what the lesson is worth (what removing it costs, or what adding it buys)."""
-    spec, seeds, overrides = cfg.ablation, [int(s) for s in cfg.seeds], list(cfg.overrides)
+    spec, seeds, overrides = cfg.ablation, rules.seeds("seeds", cfg.seeds), list(cfg.overrides)
     if not spec.get("without") and not spec.get("with"):
         raise ConfigError("ablation.without (or ablation.with) must name at least one lesson and its overrides")
     base = Path(cfg.runs_dir) / spec.experiment
@@ -123,12 +124,18 @@ def ablation(cfg: DictConfig, command_line: Sequence[str]) -> str:
 
 def collect(cfg: DictConfig) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[int]]]:
     """Each experiment's runs (trained now when missing and ``run_missing``) and the seeds they are."""
-    experiments = list(cfg.experiments)
-    per = cfg.get("seeds_per_experiment") or {}
-    seeds = {e: [int(s) for s in per.get(e, cfg.seeds)] for e in experiments}
-    if not experiments or not all(seeds.values()):
-        raise ConfigError("experiments and seeds must each name at least one value")
+    experiments = [cfg.experiments] if isinstance(cfg.experiments, str) else list(cfg.experiments or [])
+    if not experiments:
+        raise ConfigError("experiments must name at least one experiment")
     check_experiments(experiments)
+    per = cfg.get("seeds_per_experiment") or {}
+    if not isinstance(per, Mapping):
+        raise ConfigError(f"seeds_per_experiment maps experiments to their seeds, e.g. {{fashion_cnn:[0]}}; got {per}")
+    stray = [e for e in per if e not in experiments]
+    if stray:  # a misspelt name would silently train every seed of the one meant
+        raise ConfigError(f"seeds_per_experiment names {stray}, which experiments does not list: {experiments}")
+    seeds = {e: rules.seeds(f"seeds_per_experiment.{e}" if e in per else "seeds", per.get(e, cfg.seeds))
+             for e in experiments}
     if not cfg.run_missing:  # tabulate what has finished, train nothing
         finished = {e: [s for s in seeds[e] if metrics_file(Path(cfg.runs_dir) / e / f"seed_{s}").is_file()]
                     for e in experiments}
@@ -153,6 +160,8 @@ def run(cfg: DictConfig) -> str:
         section = cfg.ablation.get("section", "ablation")
         publish(text, Path(cfg.runs_dir) / f"ablation_{cfg.ablation.experiment}.md", section, readme)
         return text
+    if cfg.curves is not None:
+        check_experiments([cfg.curves], "curves")
     rows, seeds = collect(cfg)
     text = table(rows, seeds, list(cfg.overrides), sys.argv[1:])
     figures = [Path(cfg.output).with_suffix(".png"), *([Path(cfg.readme_figure)] if readme else [])]

@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from .cli import hydra_command
+from .config import rules
 from .config.compose import compose
 from .config.devices import machine
 from .core.errors import ConfigError
@@ -33,9 +34,7 @@ def trainer_choice(experiment: str, overrides: list[str]) -> str:
 
 def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
     """Train reference then speedrun for every seed; return per-seed metrics and ratios."""
-    seeds = [int(s) for s in cfg.seeds]
-    if not seeds:
-        raise ConfigError("seeds must name at least one seed")
+    seeds = rules.seeds("seeds", cfg.seeds)
     check_experiments([cfg.recipe, cfg.reference])
     if cfg.target_ratio <= 0 or not 0 < cfg.target_accuracy <= 1:
         raise ConfigError(f"target_ratio must be > 0 and target_accuracy in (0, 1], got "

@@ -141,8 +141,7 @@ def check_config(cfg: DictConfig) -> None:
                     "must be > 0 (a count of batches or a fraction of them): 0 would test an untrained model")
     seed = cfg.get("seed")
     if seed is not None:
-        rules.check("seed", rules.whole_number("seed", seed), lambda v: 0 <= v < 2**32,
-                    "must be in [0, 4294967295] (the range numpy's and Lightning's seeding take)")
+        rules.seed("seed", seed)
     check_device(cfg)
     check_cuda_graph(cfg)
     changes = cfg.get("resume_changes", "refuse")

@@ -32,6 +32,19 @@ def check(key: str, value: Any, ok: Callable[[Any], bool], rule: str, whole: boo
     return value
 
 
+def seed(key: str, value: Any) -> int:
+    return check(key, whole_number(key, value), lambda v: 0 <= v < 2**32,
+                 "must be in [0, 4294967295] (the range numpy's and Lightning's seeding take)")
+
+
+def seeds(key: str, value: Any) -> list[int]:
+    """A list of seeds (one seed alone counts as a list of one), at least one."""
+    values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+    if not values:
+        raise ConfigError(f"{key} must name at least one seed")
+    return [seed(key, v) for v in values]
+
+
 def positive(key: str, value: Any, whole: bool = False) -> Any:
     return check(key, value, lambda v: v > 0, "must be > 0", whole)
 

@@ -101,11 +101,11 @@ def run_one(experiment: str, seed: int, overrides: Sequence[str], run_dir: Path,
     return json.loads(metrics_file(run_dir).read_text())
 
 
-def check_experiments(experiments: Sequence[str]) -> None:
+def check_experiments(experiments: Sequence[str], setting: str | None = None) -> None:
     known = group_options("experiment")
     unknown = [e for e in experiments if e not in known]
     if unknown:
-        raise ConfigError(f"unknown experiment(s) {unknown}; choose from {known}")
+        raise ConfigError(f"{f'{setting}: ' if setting else ''}unknown experiment(s) {unknown}; choose from {known}")
 
 
 def publish(text: str, output: Path, section: str, readme: Path | None, readme_extra: str = "") -> None:
