@@ -112,6 +112,9 @@ def test_bench_reports_every_variant(mnist_root, tmp_path):
     (["--rounds", "0"], "error: --rounds must be >= 1, got 0"),
     (["--steps", "-3"], "error: --steps must be >= 1, got -3"),
     (["--warmup", "-1"], "error: --warmup must be >= 0, got -1"),
+    (["--augment", "nope"], "error: --augment: unknown experiment(s) ['nope']; choose from ['cnn_best', "
+                            "'digits_0_4', 'digits_5_9', 'fashion_cnn', 'handwriting', 'keras_cnn', 'lenet5', "
+                            "'one_minute', 'speedrun', 'speedrun_gpu', 'ten_minutes', 'tf_dnn', 'tf_dnn_tuned']"),
     pytest.param(["--device", "gpu"], "error: --device gpu: PyTorch sees no CUDA GPU here; use --device auto or cpu",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
 ])
@@ -198,9 +201,9 @@ def test_speedrun_times_each_seed_against_its_reference(synthetic_root, tmp_path
 def test_speedrun_refuses_an_unknown_experiment_before_training(key, tmp_path):
     bad = command("speedrun", f"{key}=nope", f"runs_dir={tmp_path / 'runs'}")
     assert bad.returncode == 2 and bad.stderr.strip() == (
-        "error: unknown experiment(s) ['nope']; choose from ['cnn_best', 'digits_0_4', 'digits_5_9', 'fashion_cnn', "
-        "'handwriting', 'keras_cnn', 'lenet5', 'one_minute', 'speedrun', 'speedrun_gpu', 'ten_minutes', 'tf_dnn', "
-        "'tf_dnn_tuned']")
+        f"error: {key}: unknown experiment(s) ['nope']; choose from ['cnn_best', 'digits_0_4', 'digits_5_9', "
+        "'fashion_cnn', 'handwriting', 'keras_cnn', 'lenet5', 'one_minute', 'speedrun', 'speedrun_gpu', 'ten_minutes', "
+        "'tf_dnn', 'tf_dnn_tuned']")
     assert not (tmp_path / "runs").exists()
 
 

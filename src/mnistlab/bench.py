@@ -82,7 +82,7 @@ def augment_report(args) -> dict[str, Any]:
     from .perf import augment_cost
     from .perf.runs import check_experiments
 
-    check_experiments([args.augment])
+    check_experiments([args.augment], "--augment")
     silence_library_noise()
     costs = augment_cost.augment_costs(args.augment, args.device, repeats=max(args.rounds, 1) * 10)
     costs["machine"] = machine()

@@ -35,7 +35,8 @@ def trainer_choice(experiment: str, overrides: list[str]) -> str:
 def measure(cfg: DictConfig, folder: Path) -> dict[str, Any]:
     """Train reference then speedrun for every seed; return per-seed metrics and ratios."""
     seeds = rules.seeds("seeds", cfg.seeds)
-    check_experiments([cfg.recipe, cfg.reference])
+    for key in ("recipe", "reference"):
+        check_experiments([cfg[key]], key)
     if cfg.target_ratio <= 0 or not 0 < cfg.target_accuracy <= 1:
         raise ConfigError(f"target_ratio must be > 0 and target_accuracy in (0, 1], got "
                           f"{cfg.target_ratio} and {cfg.target_accuracy}")
