@@ -447,6 +447,14 @@ def test_predict_reads_every_hostile_image_as_its_own_row(tiny_run, tmp_path):
         assert as_floats["prob"] == pytest.approx(as_bytes["prob"], abs=1e-4)
         assert "label" in rows[f"f_32x32.idx#{i}"]
     assert "14 predicted, 1 unreadable" in result.stderr
+    notes = tmp_path / "notes"  # nothing readable at all: each row says why, and the exit says it failed
+    notes.mkdir()
+    (notes / "a.png").write_text("not an image")
+    (notes / "b.jpg").write_bytes(b"")
+    result = command("predict", f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}", f"inputs={notes}")
+    assert_one_error_line(result, f"inputs={notes}: none of the 2 inputs could be read as an image")
+    assert [json.loads(line)["path"] for line in result.stdout.splitlines()] == [str(notes / "a.png"),
+                                                                                  str(notes / "b.jpg")]
 
 
 # ---------------------------------------------------------------------------------------------------

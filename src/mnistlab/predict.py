@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from .cli import hydra_command
 from .config.rundir import distinct_outputs, output_path
+from .core.errors import DataError
 from .core.io import json_line, write_text
 
 
@@ -71,6 +72,9 @@ def run(cfg: DictConfig) -> None:
         titles = [f"{Path(r['path']).name[:14]}\n{r.get('class_name', r['label'])} ({r['prob']:.0%})" for r in ok_rows]
         save(digits_figure(digits[:shown], titles=titles), plot)
     failed = sum(e is not None for e in errors)
+    if not good:  # the rows say why each failed; a script must not take "nothing read" for success
+        raise DataError(f"inputs={cfg.inputs}: none of the {failed} inputs could be read as an image "
+                        f"(each one's reason is in its row{f' in {output}' if output else ''})")
     where = f" -> {output}" if output else ""
     print(f"{len(rows) - failed} predicted, {failed} unreadable{where}" + (f", plot {plot}" if plot else ""),
           file=sys.stderr)
