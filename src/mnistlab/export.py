@@ -60,12 +60,10 @@ def run_record(ckpt_path) -> dict:
     run = run_of(ckpt_path)
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
     overrides_file = run / ".hydra" / "overrides.yaml"
-    overrides = [o for o in OmegaConf.load(overrides_file)
-                 if not override_key(o).startswith("hydra.") and part_of_the_recipe(override_key(o))] \
-        if overrides_file.is_file() else []
+    recorded = OmegaConf.load(overrides_file) if overrides_file.is_file() else None
+    overrides = [o for o in recorded or [] if part_of_the_recipe(override_key(o))]
     return {"accuracy": {"MNIST test": metrics.get("test/acc"), "UCI digits": metrics.get("test/uci_acc")},
-            "trained_by": shlex.join(["python", "-m", "mnistlab.train", *overrides]) if overrides_file.is_file()
-            else None,
+            "trained_by": shlex.join(["python", "-m", "mnistlab.train", *overrides]) if recorded is not None else None,
             "from": Path(ckpt_path).name, "exported": f"{date.today():%Y-%m-%d}"}
 
 

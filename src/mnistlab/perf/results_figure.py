@@ -49,18 +49,18 @@ def _place_label(ax, text: str, point: tuple[float, float], taken: list) -> None
     before; else the first that overlaps nothing (a label past the panel's edge runs into the next panel)."""
     renderer = ax.figure.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
-    tried = []
+    tried = []  # (label, its box, overlaps nothing, inside the panel)
     for dx, dy in LABEL_OFFSETS:
         label = ax.annotate(text, point, textcoords="offset points", xytext=(dx, dy), fontsize=8,
                             ha="left" if dx > 0 else "right")
         box = label.get_window_extent(renderer)
-        free = not any(box.overlaps(other) for other in taken)
         inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
-        label.remove()
-        tried.append(((dx, dy), box, free, inside))
-    (dx, dy), box, _, _ = next((t for t in tried if t[2] and t[3]), next((t for t in tried if t[2]), tried[0]))
-    ax.annotate(text, point, textcoords="offset points", xytext=(dx, dy), fontsize=8, ha="left" if dx > 0 else "right")
-    taken.append(box)
+        tried.append((label, box, not any(box.overlaps(other) for other in taken), inside))
+    kept = next((t for t in tried if t[2] and t[3]), next((t for t in tried if t[2]), tried[0]))
+    for label, *_ in tried:
+        if label is not kept[0]:
+            label.remove()
+    taken.append(kept[1])
 
 
 def _accuracy_panel(ax, rows: Mapping[str, Sequence[Mapping[str, Any]]], dataset: str) -> dict[str, tuple]:

@@ -34,7 +34,8 @@ def metrics_file(run_dir: Path) -> Path:
 # What a run's recorded config may differ in and still be the same recipe: how its progress was shown,
 # the checkpoint a resume started from, and the per-layer gradient norms it logged (read, never changed:
 # 0.15-0.43 ms on the steps that log, every 50th).
-NOT_THE_RECIPE = ("callbacks.progress_bar.refresh_rate", "ckpt_path", "callbacks.gradient_norms")
+# Where a run ran (hydra.run.dir...) and what only changed how it was shown or resumed.
+NOT_THE_RECIPE = ("hydra.", "callbacks.progress_bar.refresh_rate", "ckpt_path", "callbacks.gradient_norms")
 
 
 def part_of_the_recipe(key: str) -> bool:
