@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -213,6 +215,8 @@ def test_blur_spreads_ink_by_its_passes_and_keeps_its_sum():
     (dict(stroke_radius=0), "augment.stroke_radius must be a whole number from 1 to 4, got 0"),
     (dict(blur_passes=2.5), "augment.blur_passes must be a whole number, got 2.5"),
     (dict(blurr_p=0.5), "augment.blurr_p: not an augmentation option"),
+    (dict(shear=60), "augment.shear must be degrees from 0 to 45, got 60"),
+    (dict(shear=-5), "augment.shear must be degrees from 0 to 45, got -5"),
 ])
 def test_writing_style_options_refuse_bad_values_in_one_line(settings, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
@@ -242,6 +246,27 @@ def test_stretch_widens_or_narrows_each_digit_and_leaves_other_streams_alone():
     BatchAugment(rotation=10).sample(8, generator=gen_a)
     BatchAugment(rotation=10, stretch=0.2).sample(8, generator=gen_b)
     assert torch.equal(gen_a.get_state(), gen_b.get_state())  # drawn apart: other recipes' streams unchanged
+
+
+def test_shear_slants_each_digit_and_leaves_other_streams_alone():
+    bar = torch.zeros(256, 1, 28, 28)
+    bar[..., 4:24, 13:15] = 1.0  # a vertical stroke, 20 rows tall
+    out = BatchAugment(shear=30)(bar, generator=torch.Generator().manual_seed(0))
+    cols = torch.arange(28.0)
+
+    def centre(rows):  # the ink's mean column over some rows, per sample
+        ink = out[:, 0, rows]
+        return (ink * cols).sum((1, 2)) / ink.sum((1, 2))
+
+    lean = centre(slice(4, 8)) - centre(slice(20, 24))  # top minus bottom, 16 rows apart
+    assert lean.min() < -6 and lean.max() > 6 and lean.abs().max() < 16 * math.tan(math.radians(30)) + 0.5
+    assert (lean > 0).float().mean().sub(0.5).abs() < 0.15  # both ways, about equally often
+    assert torch.equal((out > 0.5).any(dim=3).flatten(1), (bar > 0.5).any(dim=3).flatten(1))  # same rows
+    assert (out.flatten(1).sum(1) / bar[0].sum()).sub(1).abs().max() < 0.05  # ink kept
+    gen_a, gen_b = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    BatchAugment(rotation=10).sample(8, generator=gen_a)
+    BatchAugment(rotation=10, shear=10).sample(8, generator=gen_b)
+    assert torch.equal(gen_a.get_state(), gen_b.get_state())
 
 
 def test_strokes_can_be_thickened_only():

@@ -5,12 +5,13 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, ModelSummary, ProgressBar
+from pytorch_lightning.profilers import SimpleProfiler
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnistlab.config.compose import compose
 from mnistlab.core.errors import ConfigError
 from mnistlab.models.classifier import DNNClassifier
-from mnistlab.training.build import build
+from mnistlab.training.build import NoProfiler, build
 from mnistlab.training.callbacks import SpeedMonitor, ema_update
 
 from helpers import command, run_train, synthetic_overrides
@@ -235,6 +236,20 @@ def test_null_callbacks_stay_off_instead_of_lightnings_defaults(synthetic_root, 
     run_train(tmp_path / "run", [*synthetic_overrides(synthetic_root), *off, "model=dnn", "trainer.max_epochs=1"])
     assert not (tmp_path / "run" / "checkpoints").exists()
     assert not list((tmp_path / "run").rglob("*.ckpt"))
+
+
+def test_without_a_profiler_hooks_run_in_one_shared_empty_context(synthetic_root, tmp_path):
+    def profiler(overrides):
+        cfg = compose(["trainer.accelerator=cpu", *synthetic_overrides(synthetic_root), *overrides],
+                      output_dir=tmp_path / "composed")
+        return build(cfg)[2].profiler
+
+    plain = profiler([])
+    assert isinstance(plain, NoProfiler)
+    assert plain.profile("[Callback]A.on_train_batch_end") is plain.profile("run_training_batch")
+    with plain.profile("x") as value:
+        assert value is None
+    assert isinstance(profiler(["debug=profiler"]), SimpleProfiler)  # one that was asked for is kept
 
 
 def test_fit_seconds_leave_lightnings_start_up_out(synthetic_root, tmp_path):

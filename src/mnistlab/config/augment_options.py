@@ -23,6 +23,10 @@ def _below_one(key: str, value: Any) -> float:
     return value
 
 
+def _slant(key: str, value: Any) -> float:
+    return rules.check(key, value, lambda v: 0 <= v <= 45, "must be degrees from 0 to 45")
+
+
 def _pixels(key: str, value: Any) -> int:
     return rules.check(key, value, lambda v: 1 <= v <= 4, "must be a whole number from 1 to 4", whole=True)
 
@@ -50,6 +54,9 @@ OPTIONS: dict[str, Option] = {
     "scale": Option(0.0, _below_one, "zoom factor uniform in [1 - scale, 1 + scale]", "geometric"),
     "stretch": Option(0.0, _below_one, "horizontal stretch factor uniform in [1 - stretch, 1 + stretch] (narrow "
                       "and wide hands: a flagged 1 fills its box)", "stretch"),
+    "shear": Option(0.0, _slant, "slant in degrees, uniform in [-shear, shear]: the digit leans as writers' "
+                    "hands do (rows shift sideways in proportion to their height; rotation turns the whole digit)",
+                    "shear"),
     "hflip": Option(0.0, rules.probability, "probability of a mirror image (left-right)", "geometric"),
     "vflip": Option(0.0, rules.probability, "probability of an upside-down image", "geometric"),
     "brightness": Option(0.0, rules.non_negative, "factor uniform in [1 - brightness, 1 + brightness]",

@@ -37,6 +37,7 @@ class AugmentParams:
     brightness: torch.Tensor  # multiplicative factor
     contrast: torch.Tensor  # blend factor around the image mean
     stretch: torch.Tensor | None = None  # horizontal factor (>1 widens the digit); drawn only when asked for
+    shear: torch.Tensor | None = None  # slant in degrees (> 0 leans the top right); drawn only when asked for
 
 
 # What each per-sample parameter is drawn uniformly from, given the options (flips: compared with their p).
@@ -95,10 +96,13 @@ class BatchAugment(torch.nn.Module):
         params = self.sample(n, device, generator)
         if self.uses("stretch"):  # its own draw: the other options' random streams stay as they were
             params.stretch = torch.rand(n, device=device, generator=generator) * (2 * self.stretch) + 1 - self.stretch
+        if self.uses("shear"):  # likewise its own draw
+            params.shear = (torch.rand(n, device=device, generator=generator) * 2 - 1) * self.shear
         h, w = images.shape[-2:]
         field = displacement_field(n, h, w, self.elastic_alpha, self.elastic_sigma, generator, images) \
             if self.uses("elastic") else None
-        images = apply(images, params, geometric=self.uses("geometric") or self.uses("stretch"), photometric=False,
+        images = apply(images, params, geometric=bool(self.transforms & {"geometric", "stretch", "shear"}),
+                       photometric=False,
                        displacement=field)
         if self.uses("stroke") or self.uses("blur") or self.uses("lowres"):
             draws = torch.rand(6, n, device=device, generator=generator)
@@ -243,6 +247,11 @@ def affine_matrices(params: AugmentParams, height: int, width: int) -> torch.Ten
     # Built as whole [N, 2, 2] tensors: each op is a kernel, which a GPU step pays for in launches.
     rotation = torch.stack([cos, -sin, sin, cos], dim=-1).view(-1, 2, 2)
     a = rotation * torch.stack([row_x, row_y], dim=-1).unsqueeze(-1)
+    if params.shear is not None:  # the content's last step before the shift, so this inverse map's first: an
+        # output pixel at (x, y) reads from where (x + tan(shear) * y, y) maps (y down: > 0 leans the top right)
+        slope = torch.tan(torch.deg2rad(params.shear.float()))
+        ones, zeros = torch.ones_like(slope), torch.zeros_like(slope)
+        a = a @ torch.stack([ones, slope, zeros, ones], dim=-1).view(-1, 2, 2)
     t = torch.stack([params.shift_x.float() * (2.0 / width), params.shift_y.float() * (2.0 / height)], dim=-1)
     return torch.cat([a, -(a @ t.unsqueeze(-1))], dim=-1)
 

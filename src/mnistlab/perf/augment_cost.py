@@ -26,13 +26,14 @@ TRANSFORMS: dict[str, dict[str, Any]] = {
     "affine (rotation, shift, zoom)": AFFINE,
     "elastic (alpha 34, sigma 4)": ELASTIC,
     "affine + elastic (one grid_sample)": {**AFFINE, **ELASTIC},
+    "affine + slant 15 + stretch 0.2 (one grid_sample)": {**AFFINE, "shear": 15.0, "stretch": 0.2},
     "brightness + contrast": dict(brightness=0.2, contrast=0.2),
     "random erasing (p 0.5)": dict(erase_p=0.5),
     "stroke thickness (p 0.5, radius 1)": dict(stroke_p=0.5),
     "blur (p 0.5, 1-2 passes)": dict(blur_p=0.5),
     "low resolution (p 0.5, sides 10-20)": dict(lowres_p=0.5),
-    "all of them": {**AFFINE, **ELASTIC, "brightness": 0.2, "contrast": 0.2, "erase_p": 0.5, "stroke_p": 0.5,
-                    "blur_p": 0.5, "lowres_p": 0.5},
+    "all of them": {**AFFINE, **ELASTIC, "shear": 15.0, "stretch": 0.2, "brightness": 0.2, "contrast": 0.2,
+                    "erase_p": 0.5, "stroke_p": 0.5, "blur_p": 0.5, "lowres_p": 0.5},
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any
 
@@ -11,6 +12,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary, ProgressBar
+from pytorch_lightning.profilers import PassThroughProfiler
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from ..config.devices import ALIASES, DEVICES, drop_failing_nvml_check, precision_for, resolve_device
@@ -61,6 +63,17 @@ def switched_off_defaults(callbacks: list, trainer_cfg: DictConfig) -> dict[str,
             if trainer_cfg.get(flag) is None and not any(isinstance(c, kind) for c in callbacks)}
 
 
+class NoProfiler(PassThroughProfiler):
+    """Lightning's default when no profiler is set, with one shared do-nothing context: Lightning wraps each of
+    the ~120 hook calls of a training step in ``profiler.profile(...)``, whose generator-based context costs
+    1.3 us against 0.2 us for this one (0.13 ms of the DNN's 3.6 ms step on a 2-core CPU)."""
+
+    _context = contextlib.nullcontext()
+
+    def profile(self, action_name: str) -> contextlib.nullcontext:
+        return self._context
+
+
 def build(cfg: DictConfig, extra_callbacks: list | None = None, **trainer_overrides):
     """The DataModule, LightningModule and Trainer a composed config describes."""
     # the model first: a network's own checks fail before the Trainer prints or creates anything
@@ -79,6 +92,8 @@ def build(cfg: DictConfig, extra_callbacks: list | None = None, **trainer_overri
     trainer_kwargs = {"callbacks": callbacks, "logger": loggers or False,
                       **switched_off_defaults(callbacks, cfg.trainer), **trainer_overrides}
     trainer_kwargs.setdefault("precision", chosen_precision(cfg))
+    if not cfg.trainer.get("profiler"):  # debug=profiler (or any trainer.profiler) profiles as asked
+        trainer_kwargs.setdefault("profiler", NoProfiler())
     if not cfg.trainer.get("plugins"):  # a user's own plugins (e.g. a CheckpointIO for object stores) win
         trainer_kwargs["plugins"] = [AtomicCheckpointIO()]
     try:
