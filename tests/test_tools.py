@@ -343,8 +343,8 @@ def test_augment_preview_draws_the_digits_as_they_are_then_as_augmented(syntheti
                   f"data_dir={synthetic_root}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stderr.strip() == (f"wrote {output}: 5 test digits as they are, then 2 draws of rotation=10.0, "
-                                     "shift=2.0, scale=0.1, stroke_p=0.5, stroke_thinner=0.0, stroke_partial=1.0, "
-                                     "blur_p=0.5")
+                                     "shift=2.0, scale=0.1, shear=15.0, stroke_p=0.5, stroke_thinner=0.0, "
+                                     "stroke_partial=1.0, blur_p=0.5")
     height, width = plt.imread(output).shape[:2]
     assert 1.2 * height < width < 2.5 * height  # 5 columns, 3 rows (as they are, 2 draws)
     bad = command("augment_preview", "augment.stroke_p=2", f"output={tmp_path / 'x.png'}")
