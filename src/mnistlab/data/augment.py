@@ -102,8 +102,7 @@ class BatchAugment(torch.nn.Module):
         field = displacement_field(n, h, w, self.elastic_alpha, self.elastic_sigma, generator, images) \
             if self.uses("elastic") else None
         images = apply(images, params, geometric=bool(self.transforms & {"geometric", "stretch", "shear"}),
-                       photometric=False,
-                       displacement=field)
+                       photometric=False, displacement=field)
         if self.uses("stroke") or self.uses("blur") or self.uses("lowres"):
             draws = torch.rand(6, n, device=device, generator=generator)
             if self.uses("stroke"):
