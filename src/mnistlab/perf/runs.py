@@ -31,10 +31,9 @@ def metrics_file(run_dir: Path) -> Path:
     return run_dir / "metrics.json"
 
 
-# What a run's recorded config may differ in and still be the same recipe: how its progress was shown,
-# the checkpoint a resume started from, and the per-layer gradient norms it logged (read, never changed:
-# 0.15-0.43 ms on the steps that log, every 50th).
-# Where a run ran (hydra.run.dir...) and what only changed how it was shown or resumed.
+# What a run's recorded config may differ in and still be the same recipe: where it ran (hydra.run.dir...),
+# how its progress was shown, the checkpoint a resume started from, and the per-layer gradient norms it logged
+# (read, never changed: 0.15-0.43 ms on the steps that log, every 50th).
 NOT_THE_RECIPE = ("hydra.", "callbacks.progress_bar.refresh_rate", "ckpt_path", "callbacks.gradient_norms")
 
 
