@@ -328,6 +328,25 @@ def test_confusion_figure_fits_four_digit_counts_and_keeps_digit_labels_upright(
     assert {t.get_rotation() for t in fashion.axes[0].get_xticklabels()} != {0}
 
 
+def test_digits_figure_captions_each_image_above_it_and_marks_the_wrong_ones_red():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from mnistlab.core.plots import digits_figure
+
+    images = torch.zeros(10, 1, 28, 28)
+    images[:, :, 10:18, 12:16] = 1.0
+    labels, predictions = torch.arange(10), torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 3])
+    fig = digits_figure(images, labels, predictions, probs=torch.full((10,), 0.5), columns=4, title="worst")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == [f"{d} → {d}\n50%" for d in range(9)] + ["9 → 3\n50%"]
+    assert [t.get_color() for t in ax.texts] == ["black"] * 9 + ["red"]
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    for text, image in zip(ax.texts, ax.images, strict=True):  # each caption sits just above its own image
+        caption, picture = text.get_window_extent(renderer), image.get_window_extent(renderer)
+        assert picture.x0 < (caption.x0 + caption.x1) / 2 < picture.x1 and 0 <= caption.y0 - picture.y1 < 15
+    assert len({round(t.get_window_extent(renderer).y0) for t in ax.texts}) == 3  # 10 images in rows of 4
+    assert fig.get_suptitle() == "worst"
+
 def test_tool_help_lists_defaults_on_one_line():
     result = tool("results", "--help")
     lines = result.stdout.splitlines()

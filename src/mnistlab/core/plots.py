@@ -18,17 +18,23 @@ from .io import write_bytes
 
 def digits_figure(images: torch.Tensor, labels=None, predictions=None, class_names: Sequence[str] | None = None,
                   probs=None, titles: Sequence[str] | None = None, columns: int = 8, title: str | None = None):
-    """A grid of images in [0, 1] titled ``true → predicted`` (red when wrong), or with given titles."""
+    """A grid of images in [0, 1] titled ``true → predicted`` (red when wrong), or with given titles.
+
+    Every image sits in one axes whose units are inches (a cell of 1.4 x 1.6 each, caption above its image):
+    matplotlib takes 0.8 s to make and lay out 32 axes of their own, and every run's test end draws this."""
     n = len(images)
     columns = max(1, min(columns, n))
     rows = (n + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.4, rows * 1.6), squeeze=False)
+    cell_w, cell_h, side, heading = 1.4, 1.6, 1.1, (0.45 if title is not None else 0.0)
+    width, height = columns * cell_w, rows * cell_h
+    fig = plt.figure(figsize=(width, height + heading))
+    ax = fig.add_axes((0.0, 0.0, 1.0, height / (height + heading)))
     names = list(class_names or [str(i) for i in range(10)])
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= n:
-            continue
-        ax.imshow(images[i].squeeze().detach().cpu().float().numpy(), cmap="gray", vmin=0, vmax=1)
+    for i in range(n):
+        row, column = divmod(i, columns)
+        left, top = column * cell_w + (cell_w - side) / 2, (row + 1) * cell_h - side - 0.1
+        ax.imshow(images[i].squeeze().detach().cpu().float().numpy(), cmap="gray", vmin=0, vmax=1,
+                  extent=(left, left + side, top + side, top))
         color = "black"
         if titles is not None:
             caption = titles[i]
@@ -41,10 +47,14 @@ def digits_figure(images: torch.Tensor, labels=None, predictions=None, class_nam
                 color = "red"
             if probs is not None:
                 caption += f"\n{float(probs[i]):.0%}"
-        ax.set_title(caption, fontsize=8, color=color)
+        ax.text(left + side / 2, top - 0.06, caption, ha="center", va="bottom", fontsize=8, color=color,
+                multialignment="center")
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)  # the first row on top
+    ax.set_aspect("auto")  # the axes already spans width x height inches
+    ax.set_axis_off()
     if title is not None:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.93) if title else None)
+        fig.suptitle(title, fontsize=9, y=1 - 0.15 / (height + heading))
     return fig
 
 
