@@ -67,3 +67,19 @@ def test_an_unknown_lesson_or_a_book_without_its_section_is_refused_in_one_line(
         lessons.main(["xor", "--book", str(book)])
     assert capsys.readouterr().err.strip() == f"error: {book}: no <!-- lesson-xor:start --> ... end section to fill"
     assert book.read_text() == "# no sections\n"
+
+
+@pytest.mark.parametrize("name", ["learning_rates", "batch_size", "kernels", "checkpoints"])
+def test_the_runs_a_lesson_shows_are_the_runs_it_trains(name, tmp_path, capsys, synthetic_root, monkeypatch):
+    from mnistlab.teaching import mnist_lessons
+
+    trained, real_run = [], mnist_lessons.run
+
+    def recording(ctx, folder, overrides):
+        trained.append(" ".join(overrides))
+        return real_run(ctx, folder, overrides)
+
+    monkeypatch.setattr(mnist_lessons, "run", recording)
+    page = section(build(tmp_path, capsys, name, "--quick", "--data-dir", str(synthetic_root))[0], name)
+    shown = re.findall(r"^- `([^`]+)`$", page, re.M)
+    assert shown == LESSONS[name].runs and trained == shown

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -31,9 +32,29 @@ def run(ctx: Context, name: str, overrides: list[str]) -> tuple[dict, list[dict]
         return metrics, list(csv.DictReader(f))
 
 
+def folder(name: str) -> str:
+    """The run folder of a variant's name: ``"L1 (1e-4)"`` -> ``l1_1e_4``."""
+    return re.sub(r"\W+", "_", name).strip("_").lower()
+
+
+def commands(base: list[str], choices: dict[str, list[str]]) -> list[str]:
+    """The overrides of each variant, as the book shows them: exactly what ``variants`` trains."""
+    return [" ".join([*base, *extra]) for extra in choices.values()]
+
+
+def variants(ctx: Context, base: list[str], choices: dict[str, list[str]]) -> dict[str, tuple[dict, list[dict]]]:
+    """Each variant (``base`` plus its own overrides) trained in its own folder, one after the other: its
+    metrics.json values and CSV rows, by name."""
+    return {name: run(ctx, folder(name), [*base, *extra]) for name, extra in choices.items()}
+
+
+def test_accuracy(metrics: dict) -> float:
+    return metrics.get("test/acc", float("nan"))
+
+
 def last_checkpoint(ctx: Context, name: str) -> Path:
-    """The ``last.ckpt`` of the run ``name`` trained by ``run``."""
-    return ctx.runs_dir / name / "checkpoints" / "last.ckpt"
+    """The ``last.ckpt`` of the variant or run ``name`` trained by ``variants`` or ``run``."""
+    return ctx.runs_dir / folder(name) / "checkpoints" / "last.ckpt"
 
 
 def column(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
@@ -51,19 +72,18 @@ DEEP_DNN = ["model=dnn", "model.net.hidden=[100,100,100,100,100]", "optimizer=sg
 @lesson("vanishing_gradients", "Activations and vanishing gradients",
         "deep networks of sigmoids barely train: the gradient shrinks layer by layer toward the input; ReLU "
         "(`tf.nn.relu`) and `tf.layers.batch_normalization` fix it.",
-        runs=[" ".join([*DEEP_DNN, *extra]) for extra in VANISHING.values()])
+        runs=commands(DEEP_DNN, VANISHING))
 def vanishing_gradients(ctx: Context) -> Page:
     figure, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     numbers, ratios = {}, {}
-    for name, extra in VANISHING.items():
-        metrics, rows = run(ctx, name.replace(" + ", "_").replace(" ", "_"), [*DEEP_DNN, *extra])
+    for name, (metrics, rows) in variants(ctx, DEEP_DNN, VANISHING).items():
         layers = sorted({k for r in rows for k in r if k.startswith("grad_norm/layers.")},
                         key=lambda k: int(k.rsplit(".", 1)[1]))
         means = [sum(column(rows, k)[1]) / max(1, len(column(rows, k)[1])) for k in layers]
         axes[0].semilogy(range(1, len(layers) + 1), means, marker="o", label=name)
         axes[1].plot(*column(rows, "train/loss"), label=name)
         ratios[name] = means[0] / means[-1] if means and means[-1] else float("nan")
-        numbers[name] = (f"test accuracy {metrics.get('test/acc', float('nan')):.1%}; lowest layer's gradient "
+        numbers[name] = (f"test accuracy {test_accuracy(metrics):.1%}; lowest layer's gradient "
                          f"{ratios[name]:.3g}x the output layer's")
     axes[0].set(xlabel="layer (1: next to the input, 6: the output)", ylabel="mean gradient norm",
                 title="grad_norm/<layer>, averaged over the run")
@@ -79,18 +99,18 @@ def vanishing_gradients(ctx: Context) -> Page:
 
 NORMALIZATION = ["model=dnn", "optimizer=sgd", "optimizer.lr=0.05", "++trainer.max_steps=300",
                  "trainer.log_every_n_steps=10", "test_best=false"]
+SCALINGS = {"pixels in [0, 1]": ["data.normalize=false"], "standardized": ["data.normalize=true"]}
 
 
 @lesson("normalization", "Input normalization",
         "the tutorials feed pixels scaled to [0, 1]; standardizing them (mean 0, standard deviation 1) is "
         "`(x - mean) / std` before the first layer.",
-        runs=[" ".join([*NORMALIZATION, f"data.normalize={v}"]) for v in ("false", "true")])
+        runs=commands(NORMALIZATION, SCALINGS))
 def normalization(ctx: Context) -> Page:
     figure, ax = plt.subplots(figsize=(6.5, 3.8))
     accuracy = {}
-    for value, name in (("false", "pixels in [0, 1]"), ("true", "standardized")):
-        metrics, rows = run(ctx, f"normalize_{value}", [*NORMALIZATION, f"data.normalize={value}"])
-        accuracy[name] = metrics.get("test/acc", float("nan"))
+    for name, (metrics, rows) in variants(ctx, NORMALIZATION, SCALINGS).items():
+        accuracy[name] = test_accuracy(metrics)
         ax.plot(*column(rows, "train/loss"), label=f"{name}: {accuracy[name]:.1%} test")
     ax.set(xlabel="step", ylabel="training loss", title="784-300-100-10, SGD lr 0.05, 300 steps")
     ax.legend()
@@ -109,6 +129,7 @@ def first_nan(rows: list[dict], key: str = "train/loss") -> int | None:
 
 SHORT_DNN = ["model=dnn", "optimizer=sgd", "++trainer.max_steps=300", "trainer.log_every_n_steps=10",
              "test_best=false"]
+EVERY_STEP = [*SHORT_DNN[:3], "trainer.log_every_n_steps=1", *SHORT_DNN[4:]]  # the blow-up is quick
 # The divergence guard would stop a run at its first NaN, with advice; here the NaN is the lesson
 RATES = {"lr=0.001": ["optimizer.lr=0.001"], "lr=0.01": ["optimizer.lr=0.01"], "lr=0.1": ["optimizer.lr=0.1"],
          "lr=1": ["optimizer.lr=1.0", "callbacks.divergence_guard=null"],
@@ -119,15 +140,13 @@ RATES = {"lr=0.001": ["optimizer.lr=0.001"], "lr=0.01": ["optimizer.lr=0.01"], "
 @lesson("learning_rates", "Learning rates, from too small to NaN, and clipping",
         "`GradientDescentOptimizer(learning_rate)`; too large and the loss turns to NaN, which "
         "`tf.clip_by_global_norm` on the gradients can prevent.",
-        runs=[" ".join([*SHORT_DNN, *extra]) for extra in RATES.values()])
+        runs=commands(EVERY_STEP, RATES))
 def learning_rates(ctx: Context) -> Page:
     figure, ax = plt.subplots(figsize=(7, 4))
     numbers, accuracy = {}, {}
-    for name, extra in RATES.items():
-        metrics, rows = run(ctx, name.replace("=", "").replace(", ", "_").replace(" ", "_"),
-                            [*SHORT_DNN, *extra, "trainer.log_every_n_steps=1"])  # every step: the blow-up is quick
+    for name, (metrics, rows) in variants(ctx, EVERY_STEP, RATES).items():
         nan = first_nan(rows)
-        accuracy[name] = metrics.get("test/acc", float("nan"))
+        accuracy[name] = test_accuracy(metrics)
         line, = ax.semilogy(*column(rows, "train/loss"), label=name + (f" (NaN from step {nan})" if nan is not None
                                                                        else ""), linewidth=0.8)
         if nan is not None:
@@ -155,13 +174,12 @@ LOSS_RUN = ["model=dnn", "optimizer=sgd", "optimizer.lr=0.1", "++trainer.max_ste
 @lesson("losses", "Losses: cross-entropy against squared error",
         "`tf.nn.softmax_cross_entropy_with_logits` against `tf.losses.mean_squared_error(one_hot, softmax)`: the "
         "same predictions, different gradients.",
-        runs=[" ".join([*LOSS_RUN, *extra]) for extra in LOSSES.values()])
+        runs=commands(LOSS_RUN, LOSSES))
 def losses(ctx: Context) -> Page:
     figure, ax = plt.subplots(figsize=(7, 4))
     accuracy = {}
-    for name, extra in LOSSES.items():
-        metrics, rows = run(ctx, name.replace(" ", "_").replace("-", "_"), [*LOSS_RUN, *extra])
-        accuracy[name] = metrics.get("test/acc", float("nan"))
+    for name, (metrics, rows) in variants(ctx, LOSS_RUN, LOSSES).items():
+        accuracy[name] = test_accuracy(metrics)
         ax.plot(*column(rows, "train/acc"), marker=".", label=f"{name}: {accuracy[name]:.1%} test")
     ax.set(xlabel="step", ylabel="training accuracy", title="784-300-100-10, SGD lr 0.1, 300 steps")
     ax.legend()
@@ -181,13 +199,12 @@ OPTIMIZERS = {"SGD": ["optimizer=sgd"], "momentum 0.9": ["optimizer=momentum"], 
 @lesson("optimizers", "Optimizers",
         "`GradientDescentOptimizer`, `MomentumOptimizer(use_nesterov=...)`, `RMSPropOptimizer`, `AdamOptimizer`: "
         "the same gradients, different steps.",
-        runs=[" ".join([*SHORT_DNN, *extra]) for extra in OPTIMIZERS.values()])
+        runs=commands(SHORT_DNN, OPTIMIZERS))
 def optimizers(ctx: Context) -> Page:
     figure, ax = plt.subplots(figsize=(7, 4))
     accuracy = {}
-    for name, extra in OPTIMIZERS.items():
-        metrics, rows = run(ctx, name.split()[0].lower(), [*SHORT_DNN, *extra])
-        accuracy[name] = metrics.get("test/acc", float("nan"))
+    for name, (metrics, rows) in variants(ctx, SHORT_DNN, OPTIMIZERS).items():
+        accuracy[name] = test_accuracy(metrics)
         ax.plot(*column(rows, "train/loss"), label=f"{name}: {accuracy[name]:.1%}")
     ax.set(xlabel="step", ylabel="training loss", title="784-300-100-10, 300 steps, each at its default rate")
     ax.legend()
@@ -208,13 +225,12 @@ SCHEDULES = {"constant lr 0.001": [],
 @lesson("lr_decay", "Learning-rate decay",
         "`tf.train.exponential_decay(lr, global_step, decay_steps, decay_rate, staircase=True)`: big steps "
         "first, small ones to settle.",
-        runs=[" ".join([*DECAY, *extra]) for extra in SCHEDULES.values()])
+        runs=commands(DECAY, SCHEDULES))
 def lr_decay(ctx: Context) -> Page:
     figure, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     accuracy = {}
-    for name, extra in SCHEDULES.items():
-        metrics, rows = run(ctx, "decay" if extra else "constant", [*DECAY, *extra])
-        accuracy[name] = metrics.get("test/acc", float("nan"))
+    for name, (metrics, rows) in variants(ctx, DECAY, SCHEDULES).items():
+        accuracy[name] = test_accuracy(metrics)
         axes[0].plot(*column(rows, "lr-Adam"), label=name)
         axes[1].semilogy(*column(rows, "train/loss"), label=f"{name}: {accuracy[name]:.2%}", alpha=0.8)
     axes[0].set(xlabel="step", ylabel="learning rate", title="lr-Adam, as the LR monitor logged it")
@@ -238,20 +254,18 @@ THREE_EPOCHS = ["model=dnn", "optimizer=sgd", "optimizer.lr=0.1", "trainer.max_e
 @lesson("l1_l2", "L1 and L2 penalties on the weights",
         "`tf.contrib.layers.l1_regularizer` / `l2_regularizer` added to the loss: L1 pushes weights to zero, L2 "
         "keeps them all small.",
-        runs=[" ".join([*THREE_EPOCHS, *extra]) for extra in PENALTIES.values()])
+        runs=commands(THREE_EPOCHS, PENALTIES))
 def l1_l2(ctx: Context) -> Page:
     from ..models.checkpoint import load_checkpoint
 
     figure, ax = plt.subplots(figsize=(7, 4))
     numbers, sparsity = {}, {}
-    for name, extra in PENALTIES.items():
-        folder = name.split()[0].lower()
-        metrics, _ = run(ctx, folder, [*THREE_EPOCHS, *extra])
-        weights = load_checkpoint(last_checkpoint(ctx, folder))["state_dict"]
+    for name, (metrics, _) in variants(ctx, THREE_EPOCHS, PENALTIES).items():
+        weights = load_checkpoint(last_checkpoint(ctx, name))["state_dict"]
         first = weights["net.layers.1.weight"].flatten()
         sparsity[name] = (first.abs() < 1e-3).float().mean().item()
         ax.hist(first.numpy(), bins=200, range=(-0.15, 0.15), histtype="step", label=name, density=True)
-        numbers[name] = (f"test accuracy {metrics.get('test/acc', float('nan')):.2%}; first layer: "
+        numbers[name] = (f"test accuracy {test_accuracy(metrics):.2%}; first layer: "
                          f"{sparsity[name]:.0%} of weights under 0.001, L2 norm {first.norm():.1f}")
     ax.set(xlabel="weight of the first layer (784 -> 300)", ylabel="density", title="after 3 epochs", yscale="log")
     ax.legend()
@@ -272,12 +286,11 @@ DROPOUTS = {"no dropout": ["model.net.dropout=0"], "dropout 0.5": ["model.net.dr
 @lesson("dropout_early_stopping", "Overfitting, dropout and early stopping",
         "on few images a network learns them by heart; `tf.layers.dropout(rate=0.5, training=...)` and stopping "
         "when the validation loss stops improving fight it.",
-        runs=[" ".join([*SMALL, *extra]) for extra in DROPOUTS.values()])
+        runs=commands(SMALL, DROPOUTS))
 def dropout_early_stopping(ctx: Context) -> Page:
     figure, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
     numbers, lowest, accuracy = {}, {}, {}
-    for ax, (name, extra) in zip(axes, DROPOUTS.items(), strict=True):
-        metrics, rows = run(ctx, name.replace(" ", "_").replace(".", ""), [*SMALL, *extra])
+    for ax, (name, (metrics, rows)) in zip(axes, variants(ctx, SMALL, DROPOUTS).items(), strict=True):
         train = [(int(r["epoch"]), float(r["train/loss"])) for r in rows if r.get("train/loss")]
         val = [(int(r["epoch"]), float(r["val/loss"])) for r in rows if r.get("val/loss")]
         best = min(val, key=lambda v: v[1]) if val else (0, float("nan"))
@@ -288,7 +301,7 @@ def dropout_early_stopping(ctx: Context) -> Page:
         ax.legend(fontsize=8)
         stopped = metrics.get("stopped_early")
         lowest[name] = best[1]
-        accuracy[name] = metrics.get("test/acc", float("nan"))
+        accuracy[name] = test_accuracy(metrics)
         numbers[name] = (f"validation loss lowest ({best[1]:.3f}) at epoch {best[0]}; "
                          f"{'stopped early' if stopped else 'ran out of epochs'} after {metrics.get('epochs')} "
                          f"epochs; test accuracy {accuracy[name]:.2%} (the best val/acc checkpoint)")
@@ -300,10 +313,10 @@ def dropout_early_stopping(ctx: Context) -> Page:
     return Page(figure, numbers, reading)
 
 
-def parameters(ctx: Context, folder: str) -> int:
+def parameters(ctx: Context, name: str) -> int:
     from ..models.checkpoint import load_checkpoint
 
-    state = load_checkpoint(last_checkpoint(ctx, folder))["state_dict"]
+    state = load_checkpoint(last_checkpoint(ctx, name))["state_dict"]
     return sum(v.numel() for k, v in state.items() if k.startswith("net."))
 
 
@@ -315,13 +328,12 @@ AVERAGES = {"the weights": [], "their moving average (decay 0.999)": ["callbacks
 @lesson("moving_averages", "Moving averages of the weights",
         "`tf.train.ExponentialMovingAverage(0.999).apply(variables)`, then evaluating with the averages: the "
         "noise of the last steps averaged out.",
-        runs=[" ".join([*EMA_RUN, *extra]) for extra in AVERAGES.values()])
+        runs=commands(EMA_RUN, AVERAGES))
 def moving_averages(ctx: Context) -> Page:
     figure, ax = plt.subplots(figsize=(7, 4))
     accuracy = {}
-    for name, extra in AVERAGES.items():
-        metrics, rows = run(ctx, "ema" if extra else "plain", [*EMA_RUN, *extra])
-        accuracy[name] = metrics.get("test/acc", float("nan"))
+    for name, (metrics, rows) in variants(ctx, EMA_RUN, AVERAGES).items():
+        accuracy[name] = test_accuracy(metrics)
         ax.plot(*column(rows, "val/acc"), marker=".", label=f"validating {name}: {accuracy[name]:.2%} test")
     ax.set(xlabel="step", ylabel="validation accuracy", title="784-300-100-10, SGD lr 0.2, 3 epochs")
     ax.legend()
@@ -333,21 +345,20 @@ def moving_averages(ctx: Context) -> Page:
     return Page(figure, {f"testing {k}": f"{v:.2%}" for k, v in accuracy.items()}, reading)
 
 
-ARCHITECTURES = {"DNN 784-300-100-10": ["model=dnn"], "Keras CNN": ["model=cnn"], "LeNet-5": ["model=lenet5"]}
 TWO_EPOCHS = ["trainer.max_epochs=2", "test_best=false"]
+ARCHITECTURES = {"DNN 784-300-100-10": ["model=dnn", *TWO_EPOCHS], "Keras CNN": ["model=cnn", *TWO_EPOCHS],
+                 "LeNet-5": ["model=lenet5", *TWO_EPOCHS]}
 
 
 @lesson("architectures", "DNN, CNN and LeNet-5",
         "the tutorials' dense network against their convolutional one (`tf.layers.conv2d`, `max_pooling2d`), and "
         "LeNet-5, the first CNN for digits.",
-        runs=[" ".join([*extra, *TWO_EPOCHS]) for extra in ARCHITECTURES.values()])
+        runs=commands([], ARCHITECTURES))
 def architectures(ctx: Context) -> Page:
     figure, ax = plt.subplots(figsize=(7, 4))
     numbers, found = {}, {}
-    for name, extra in ARCHITECTURES.items():
-        folder = name.split()[0].lower().replace("-", "")
-        metrics, _ = run(ctx, folder, [*extra, *TWO_EPOCHS])
-        found[name] = (parameters(ctx, folder), metrics.get("fit_seconds", 0.0), metrics.get("test/acc", float("nan")))
+    for name, (metrics, _) in variants(ctx, [], ARCHITECTURES).items():
+        found[name] = (parameters(ctx, name), metrics.get("fit_seconds", 0.0), test_accuracy(metrics))
         count, seconds, acc = found[name]
         ax.scatter(seconds, acc * 100, s=30 + count / 2000)
         ax.annotate(f"{name}\n{count:,} parameters", (seconds, acc * 100), textcoords="offset points", xytext=(8, -4))
@@ -360,51 +371,55 @@ def architectures(ctx: Context) -> Page:
     return Page(figure, numbers, reading)
 
 
+ONE_CNN_EPOCH = ["model=cnn", "trainer.max_epochs=1", "test_best=false"]
+
+
 @lesson("kernels", "Convolution kernels",
         "`tf.nn.conv2d(image, kernel)` with hand-made kernels (edges, blur), then the kernels a CNN learned in "
         "its first layer.",
-        runs=["model=cnn trainer.max_epochs=1"])
+        runs=[" ".join(ONE_CNN_EPOCH)])
 def kernels(ctx: Context) -> Page:
     from ..data.datasets import load_split
     from ..models.checkpoint import load_model
     from ..models.filters import kernels_figure
 
-    metrics, _ = run(ctx, "cnn", ["model=cnn", "trainer.max_epochs=1", "test_best=false"])
+    metrics, _ = run(ctx, "cnn", ONE_CNN_EPOCH)
     module, _ = load_model(last_checkpoint(ctx, "cnn"))
     images, labels = load_split("mnist", "test", ctx.data_dir)
     figure = kernels_figure(images[0].float().div(255), str(int(labels[0])), module)
     first = module.net.features[0].weight
     reading = (f"A kernel is a small weight grid slid over the image: the hand-made ones (top row) find edges in "
                f"one direction or blur. The CNN's first layer learned {first.shape[0]} kernels of "
-               f"{first.shape[2]}x{first.shape[3]} in one epoch ({metrics.get('test/acc', float('nan')):.2%} test): "
+               f"{first.shape[2]}x{first.shape[3]} in one epoch ({test_accuracy(metrics):.2%} test): "
                f"many are edge and stroke detectors of their own, and the feature maps below show where each fires. "
                f"The kernels tool (`mnistlab.kernels`) draws this for any CNN checkpoint.")
-    return Page(figure, {"the CNN after one epoch": f"test accuracy {metrics.get('test/acc', float('nan')):.2%}",
+    return Page(figure, {"the CNN after one epoch": f"test accuracy {test_accuracy(metrics):.2%}",
                          "its first layer": f"{first.shape[0]} kernels of {first.shape[2]}x{first.shape[3]}"}, reading)
 
 
-BATCHES = (16, 128, 1024)
 ONE_PASS = ["model=dnn", "optimizer=sgd", "optimizer.lr=0.05", "trainer.max_epochs=1", "test_best=false"]
+# about 3,000 images between logged losses, whatever the batch
+BATCHES = {f"batch {b}": [f"data.batch_size={b}", f"trainer.log_every_n_steps={max(1, 3000 // b)}"]
+           for b in (16, 128, 1024)}
 
 
 @lesson("batch_size", "Batch size, steps and epochs",
         "`batch_size` images per `sess.run(train_op)`: one step; an epoch is one pass over the training set, "
         "however many steps that takes.",
-        runs=[" ".join([*ONE_PASS, f"data.batch_size={b}"]) for b in BATCHES])
+        runs=commands(ONE_PASS, BATCHES))
 def batch_size(ctx: Context) -> Page:
     figure, ax = plt.subplots(figsize=(7, 4))
     numbers, accuracy = {}, {}
-    for batch in BATCHES:
-        metrics, rows = run(ctx, f"batch_{batch}", [*ONE_PASS, f"data.batch_size={batch}",
-                                                    f"trainer.log_every_n_steps={max(1, 3000 // batch)}"])
+    for name, (metrics, rows) in variants(ctx, ONE_PASS, BATCHES).items():
+        batch = int(name.split()[1])
         steps, losses = column(rows, "train/loss")
-        accuracy[batch] = metrics.get("test/acc", float("nan"))
-        ax.plot([s * batch for s in steps], losses, label=f"batch {batch}: {metrics.get('global_step')} steps")
-        numbers[f"batch {batch}"] = (f"{metrics.get('global_step')} steps = {metrics.get('epochs')} epoch; "
-                                     f"{metrics.get('fit_seconds', 0):.1f} s; test accuracy {accuracy[batch]:.2%}")
+        accuracy[batch] = test_accuracy(metrics)
+        ax.plot([s * batch for s in steps], losses, label=f"{name}: {metrics.get('global_step')} steps")
+        numbers[name] = (f"{metrics.get('global_step')} steps = {metrics.get('epochs')} epoch; "
+                         f"{metrics.get('fit_seconds', 0):.1f} s; test accuracy {accuracy[batch]:.2%}")
     ax.set(xlabel="training images seen", ylabel="training loss", title="one epoch, SGD lr 0.05")
     ax.legend()
-    small, large = accuracy[BATCHES[0]], accuracy[BATCHES[-1]]
+    small, large = accuracy[min(accuracy)], accuracy[max(accuracy)]
     verdict = "get further in one pass" if small > large else "do not get further in one pass here"
     reading = (f"One epoch is 54,000 images whatever the batch: {54_000 // 16:,} steps of 16 or {54_000 // 1024} of "
                f"1,024. At the same learning rate small batches take many more (noisier) steps and {verdict} "
@@ -420,7 +435,7 @@ AUGMENTS = {"as they are": ["augment=none"], "augmented (augment=digits)": ["aug
 @lesson("augmentation", "Data augmentation",
         "Keras' `ImageDataGenerator(rotation_range=10, width_shift_range=0.1, zoom_range=0.1)`: every epoch sees "
         "slightly different digits.",
-        runs=[" ".join([*FEW, *extra]) for extra in AUGMENTS.values()])
+        runs=commands(FEW, AUGMENTS))
 def augmentation(ctx: Context) -> Page:
     import torch
 
@@ -428,10 +443,7 @@ def augmentation(ctx: Context) -> Page:
     from ..data.augment import BatchAugment
     from ..data.datasets import load_split
 
-    accuracy = {}
-    for name, extra in AUGMENTS.items():
-        metrics, _ = run(ctx, extra[0].split("=")[1], [*FEW, *extra])
-        accuracy[name] = metrics.get("test/acc", float("nan"))
+    accuracy = {name: test_accuracy(metrics) for name, (metrics, _) in variants(ctx, FEW, AUGMENTS).items()}
     images, labels = load_split("mnist", "test", ctx.data_dir)
     pixels = images[:8].float().div(255).unsqueeze(1)
     augment = BatchAugment(**OmegaConf.to_container(compose(["augment=digits"]).augment, resolve=True))
@@ -446,10 +458,13 @@ def augmentation(ctx: Context) -> Page:
     return Page(figure, {f"100 per digit, {k}": f"test accuracy {v:.2%}" for k, v in accuracy.items()}, reading)
 
 
+TWO_DNN_EPOCHS = ["model=dnn", "trainer.max_epochs=2", "test_best=false"]
+
+
 @lesson("checkpoints", "Checkpoints: saved, read and restored",
         "`tf.train.Saver().save(sess, path)`, `NewCheckpointReader(path)` to read it, `saver.restore(sess, path)` "
         "to continue.",
-        runs=["model=dnn trainer.max_epochs=2"])
+        runs=[" ".join(TWO_DNN_EPOCHS)])
 def checkpoints(ctx: Context) -> Page:
     import io
 
@@ -460,7 +475,7 @@ def checkpoints(ctx: Context) -> Page:
     from ..models.inference import logits
     from ..training.checkpoint_report import inspect_checkpoint
 
-    metrics, _ = run(ctx, "dnn", ["model=dnn", "trainer.max_epochs=2", "test_best=false"])
+    metrics, _ = run(ctx, "dnn", TWO_DNN_EPOCHS)
     path = last_checkpoint(ctx, "dnn")
     checkpoint = load_checkpoint(path)
     sizes = {}
@@ -476,7 +491,7 @@ def checkpoints(ctx: Context) -> Page:
     module, _ = load_model(path)
     images, labels = load_split("mnist", "test", ctx.data_dir)
     restored = (logits(module, images).argmax(-1) == labels).float().mean().item()
-    recorded = metrics.get("test/acc", float("nan"))
+    recorded = test_accuracy(metrics)
     state = report["state"]
     numbers = {"saved": f"{path.name}: {path.stat().st_size / 1e6:.2f} MB after epoch {state['epoch']}, step "
                         f"{state['global_step']}",
@@ -505,13 +520,13 @@ def transfer(ctx: Context) -> Page:
     checkpoint = last_checkpoint(ctx, "digits_0_4")
     figure, ax = plt.subplots(figsize=(6.5, 3.8))
     accuracy: dict[str, list[float]] = {}
-    variants = (("from scratch", "null", "C0"), ("from the 0-4 layers", str(checkpoint), "C1"))
-    for name, path, color in variants:
+    starts = (("from scratch", "null", "C0"), ("from the 0-4 layers", str(checkpoint), "C1"))
+    for name, path, color in starts:
         for seed in TRANSFER_SEEDS[:1] if ctx.quick else TRANSFER_SEEDS:
-            metrics, rows = run(ctx, f"{name.replace(' ', '_').replace('-', '_')}/seed_{seed}",
+            metrics, rows = run(ctx, f"{folder(name)}/seed_{seed}",
                                 ["experiment=digits_5_9", "data.train_per_class=30", f"transfer.ckpt_path={path}",
                                  f"seed={seed}"])
-            accuracy.setdefault(name, []).append(metrics.get("test/acc", float("nan")))
+            accuracy.setdefault(name, []).append(test_accuracy(metrics))
             epochs = [int(r["epoch"]) for r in rows if r.get("val/acc")]
             label = f"{name} (seeds 0, 1, 2)" if seed == TRANSFER_SEEDS[0] else None
             ax.plot(epochs, [float(r["val/acc"]) for r in rows if r.get("val/acc")], color=color, alpha=0.7,
@@ -521,7 +536,7 @@ def transfer(ctx: Context) -> Page:
            title="digits 5-9, 30 labelled images each")
     ax.legend()
     mean = {k: sum(v) / len(v) for k, v in accuracy.items()}
-    numbers = {"the 0-4 network": f"{source.get('test/acc', float('nan')):.2%} on the 0-4 test digits",
+    numbers = {"the 0-4 network": f"{test_accuracy(source):.2%} on the 0-4 test digits",
                **{k: f"{mean[k]:.2%} on the 5-9 test digits, mean of seeds "
                      f"({' / '.join(f'{a:.2%}' for a in v)})" for k, v in accuracy.items()}}
     scratch, reused = mean.values()
