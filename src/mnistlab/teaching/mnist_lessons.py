@@ -48,7 +48,7 @@ def variants(ctx: Context, base: list[str], choices: dict[str, list[str]]) -> di
     return {name: run(ctx, folder(name), [*base, *extra]) for name, extra in choices.items()}
 
 
-def test_accuracy(metrics: dict) -> float:
+def tested_accuracy(metrics: dict) -> float:
     return metrics.get("test/acc", float("nan"))
 
 
@@ -83,7 +83,7 @@ def vanishing_gradients(ctx: Context) -> Page:
         axes[0].semilogy(range(1, len(layers) + 1), means, marker="o", label=name)
         axes[1].plot(*column(rows, "train/loss"), label=name)
         ratios[name] = means[0] / means[-1] if means and means[-1] else float("nan")
-        numbers[name] = (f"test accuracy {test_accuracy(metrics):.1%}; lowest layer's gradient "
+        numbers[name] = (f"test accuracy {tested_accuracy(metrics):.1%}; lowest layer's gradient "
                          f"{ratios[name]:.3g}x the output layer's")
     axes[0].set(xlabel="layer (1: next to the input, 6: the output)", ylabel="mean gradient norm",
                 title="grad_norm/<layer>, averaged over the run")
@@ -110,7 +110,7 @@ def normalization(ctx: Context) -> Page:
     figure, ax = plt.subplots(figsize=(6.5, 3.8))
     accuracy = {}
     for name, (metrics, rows) in variants(ctx, NORMALIZATION, SCALINGS).items():
-        accuracy[name] = test_accuracy(metrics)
+        accuracy[name] = tested_accuracy(metrics)
         ax.plot(*column(rows, "train/loss"), label=f"{name}: {accuracy[name]:.1%} test")
     ax.set(xlabel="step", ylabel="training loss", title="784-300-100-10, SGD lr 0.05, 300 steps")
     ax.legend()
@@ -129,7 +129,8 @@ def first_nan(rows: list[dict], key: str = "train/loss") -> int | None:
 
 SHORT_DNN = ["model=dnn", "optimizer=sgd", "++trainer.max_steps=300", "trainer.log_every_n_steps=10",
              "test_best=false"]
-EVERY_STEP = [*SHORT_DNN[:3], "trainer.log_every_n_steps=1", *SHORT_DNN[4:]]  # the blow-up is quick
+# logged every step: the blow-up is quick
+EVERY_STEP = ["trainer.log_every_n_steps=1" if o.startswith("trainer.log_every_n_steps=") else o for o in SHORT_DNN]
 # The divergence guard would stop a run at its first NaN, with advice; here the NaN is the lesson
 RATES = {"lr=0.001": ["optimizer.lr=0.001"], "lr=0.01": ["optimizer.lr=0.01"], "lr=0.1": ["optimizer.lr=0.1"],
          "lr=1": ["optimizer.lr=1.0", "callbacks.divergence_guard=null"],
@@ -146,7 +147,7 @@ def learning_rates(ctx: Context) -> Page:
     numbers, accuracy = {}, {}
     for name, (metrics, rows) in variants(ctx, EVERY_STEP, RATES).items():
         nan = first_nan(rows)
-        accuracy[name] = test_accuracy(metrics)
+        accuracy[name] = tested_accuracy(metrics)
         line, = ax.semilogy(*column(rows, "train/loss"), label=name + (f" (NaN from step {nan})" if nan is not None
                                                                        else ""), linewidth=0.8)
         if nan is not None:
@@ -179,7 +180,7 @@ def losses(ctx: Context) -> Page:
     figure, ax = plt.subplots(figsize=(7, 4))
     accuracy = {}
     for name, (metrics, rows) in variants(ctx, LOSS_RUN, LOSSES).items():
-        accuracy[name] = test_accuracy(metrics)
+        accuracy[name] = tested_accuracy(metrics)
         ax.plot(*column(rows, "train/acc"), marker=".", label=f"{name}: {accuracy[name]:.1%} test")
     ax.set(xlabel="step", ylabel="training accuracy", title="784-300-100-10, SGD lr 0.1, 300 steps")
     ax.legend()
@@ -204,7 +205,7 @@ def optimizers(ctx: Context) -> Page:
     figure, ax = plt.subplots(figsize=(7, 4))
     accuracy = {}
     for name, (metrics, rows) in variants(ctx, SHORT_DNN, OPTIMIZERS).items():
-        accuracy[name] = test_accuracy(metrics)
+        accuracy[name] = tested_accuracy(metrics)
         ax.plot(*column(rows, "train/loss"), label=f"{name}: {accuracy[name]:.1%}")
     ax.set(xlabel="step", ylabel="training loss", title="784-300-100-10, 300 steps, each at its default rate")
     ax.legend()
@@ -230,7 +231,7 @@ def lr_decay(ctx: Context) -> Page:
     figure, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     accuracy = {}
     for name, (metrics, rows) in variants(ctx, DECAY, SCHEDULES).items():
-        accuracy[name] = test_accuracy(metrics)
+        accuracy[name] = tested_accuracy(metrics)
         axes[0].plot(*column(rows, "lr-Adam"), label=name)
         axes[1].semilogy(*column(rows, "train/loss"), label=f"{name}: {accuracy[name]:.2%}", alpha=0.8)
     axes[0].set(xlabel="step", ylabel="learning rate", title="lr-Adam, as the LR monitor logged it")
@@ -265,7 +266,7 @@ def l1_l2(ctx: Context) -> Page:
         first = weights["net.layers.1.weight"].flatten()
         sparsity[name] = (first.abs() < 1e-3).float().mean().item()
         ax.hist(first.numpy(), bins=200, range=(-0.15, 0.15), histtype="step", label=name, density=True)
-        numbers[name] = (f"test accuracy {test_accuracy(metrics):.2%}; first layer: "
+        numbers[name] = (f"test accuracy {tested_accuracy(metrics):.2%}; first layer: "
                          f"{sparsity[name]:.0%} of weights under 0.001, L2 norm {first.norm():.1f}")
     ax.set(xlabel="weight of the first layer (784 -> 300)", ylabel="density", title="after 3 epochs", yscale="log")
     ax.legend()
@@ -301,7 +302,7 @@ def dropout_early_stopping(ctx: Context) -> Page:
         ax.legend(fontsize=8)
         stopped = metrics.get("stopped_early")
         lowest[name] = best[1]
-        accuracy[name] = test_accuracy(metrics)
+        accuracy[name] = tested_accuracy(metrics)
         numbers[name] = (f"validation loss lowest ({best[1]:.3f}) at epoch {best[0]}; "
                          f"{'stopped early' if stopped else 'ran out of epochs'} after {metrics.get('epochs')} "
                          f"epochs; test accuracy {accuracy[name]:.2%} (the best val/acc checkpoint)")
@@ -333,7 +334,7 @@ def moving_averages(ctx: Context) -> Page:
     figure, ax = plt.subplots(figsize=(7, 4))
     accuracy = {}
     for name, (metrics, rows) in variants(ctx, EMA_RUN, AVERAGES).items():
-        accuracy[name] = test_accuracy(metrics)
+        accuracy[name] = tested_accuracy(metrics)
         ax.plot(*column(rows, "val/acc"), marker=".", label=f"validating {name}: {accuracy[name]:.2%} test")
     ax.set(xlabel="step", ylabel="validation accuracy", title="784-300-100-10, SGD lr 0.2, 3 epochs")
     ax.legend()
@@ -358,7 +359,7 @@ def architectures(ctx: Context) -> Page:
     figure, ax = plt.subplots(figsize=(7, 4))
     numbers, found = {}, {}
     for name, (metrics, _) in variants(ctx, [], ARCHITECTURES).items():
-        found[name] = (parameters(ctx, name), metrics.get("fit_seconds", 0.0), test_accuracy(metrics))
+        found[name] = (parameters(ctx, name), metrics.get("fit_seconds", 0.0), tested_accuracy(metrics))
         count, seconds, acc = found[name]
         ax.scatter(seconds, acc * 100, s=30 + count / 2000)
         ax.annotate(f"{name}\n{count:,} parameters", (seconds, acc * 100), textcoords="offset points", xytext=(8, -4))
@@ -390,10 +391,10 @@ def kernels(ctx: Context) -> Page:
     first = module.net.features[0].weight
     reading = (f"A kernel is a small weight grid slid over the image: the hand-made ones (top row) find edges in "
                f"one direction or blur. The CNN's first layer learned {first.shape[0]} kernels of "
-               f"{first.shape[2]}x{first.shape[3]} in one epoch ({test_accuracy(metrics):.2%} test): "
+               f"{first.shape[2]}x{first.shape[3]} in one epoch ({tested_accuracy(metrics):.2%} test): "
                f"many are edge and stroke detectors of their own, and the feature maps below show where each fires. "
                f"The kernels tool (`mnistlab.kernels`) draws this for any CNN checkpoint.")
-    return Page(figure, {"the CNN after one epoch": f"test accuracy {test_accuracy(metrics):.2%}",
+    return Page(figure, {"the CNN after one epoch": f"test accuracy {tested_accuracy(metrics):.2%}",
                          "its first layer": f"{first.shape[0]} kernels of {first.shape[2]}x{first.shape[3]}"}, reading)
 
 
@@ -413,7 +414,7 @@ def batch_size(ctx: Context) -> Page:
     for name, (metrics, rows) in variants(ctx, ONE_PASS, BATCHES).items():
         batch = int(name.split()[1])
         steps, losses = column(rows, "train/loss")
-        accuracy[batch] = test_accuracy(metrics)
+        accuracy[batch] = tested_accuracy(metrics)
         ax.plot([s * batch for s in steps], losses, label=f"{name}: {metrics.get('global_step')} steps")
         numbers[name] = (f"{metrics.get('global_step')} steps = {metrics.get('epochs')} epoch; "
                          f"{metrics.get('fit_seconds', 0):.1f} s; test accuracy {accuracy[batch]:.2%}")
@@ -443,7 +444,7 @@ def augmentation(ctx: Context) -> Page:
     from ..data.augment import BatchAugment
     from ..data.datasets import load_split
 
-    accuracy = {name: test_accuracy(metrics) for name, (metrics, _) in variants(ctx, FEW, AUGMENTS).items()}
+    accuracy = {name: tested_accuracy(metrics) for name, (metrics, _) in variants(ctx, FEW, AUGMENTS).items()}
     images, labels = load_split("mnist", "test", ctx.data_dir)
     pixels = images[:8].float().div(255).unsqueeze(1)
     augment = BatchAugment(**OmegaConf.to_container(compose(["augment=digits"]).augment, resolve=True))
@@ -491,7 +492,7 @@ def checkpoints(ctx: Context) -> Page:
     module, _ = load_model(path)
     images, labels = load_split("mnist", "test", ctx.data_dir)
     restored = (logits(module, images).argmax(-1) == labels).float().mean().item()
-    recorded = test_accuracy(metrics)
+    recorded = tested_accuracy(metrics)
     state = report["state"]
     numbers = {"saved": f"{path.name}: {path.stat().st_size / 1e6:.2f} MB after epoch {state['epoch']}, step "
                         f"{state['global_step']}",
@@ -526,7 +527,7 @@ def transfer(ctx: Context) -> Page:
             metrics, rows = run(ctx, f"{folder(name)}/seed_{seed}",
                                 ["experiment=digits_5_9", "data.train_per_class=30", f"transfer.ckpt_path={path}",
                                  f"seed={seed}"])
-            accuracy.setdefault(name, []).append(test_accuracy(metrics))
+            accuracy.setdefault(name, []).append(tested_accuracy(metrics))
             epochs = [int(r["epoch"]) for r in rows if r.get("val/acc")]
             label = f"{name} (seeds 0, 1, 2)" if seed == TRANSFER_SEEDS[0] else None
             ax.plot(epochs, [float(r["val/acc"]) for r in rows if r.get("val/acc")], color=color, alpha=0.7,
@@ -536,7 +537,7 @@ def transfer(ctx: Context) -> Page:
            title="digits 5-9, 30 labelled images each")
     ax.legend()
     mean = {k: sum(v) / len(v) for k, v in accuracy.items()}
-    numbers = {"the 0-4 network": f"{test_accuracy(source):.2%} on the 0-4 test digits",
+    numbers = {"the 0-4 network": f"{tested_accuracy(source):.2%} on the 0-4 test digits",
                **{k: f"{mean[k]:.2%} on the 5-9 test digits, mean of seeds "
                      f"({' / '.join(f'{a:.2%}' for a in v)})" for k, v in accuracy.items()}}
     scratch, reused = mean.values()
