@@ -52,9 +52,9 @@ def tested_accuracy(metrics: dict) -> float:
     return metrics.get("test/acc", float("nan"))
 
 
-def last_checkpoint(ctx: Context, name: str) -> Path:
-    """The ``last.ckpt`` of the variant or run ``name`` trained by ``variants`` or ``run``."""
-    return ctx.runs_dir / folder(name) / "checkpoints" / "last.ckpt"
+def last_checkpoint(ctx: Context, run_folder: str) -> Path:
+    """The ``last.ckpt`` of the run ``run`` trained in ``run_folder`` (a variant's: ``folder(name)``)."""
+    return ctx.runs_dir / run_folder / "checkpoints" / "last.ckpt"
 
 
 def column(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
@@ -262,7 +262,7 @@ def l1_l2(ctx: Context) -> Page:
     figure, ax = plt.subplots(figsize=(7, 4))
     numbers, sparsity = {}, {}
     for name, (metrics, _) in variants(ctx, THREE_EPOCHS, PENALTIES).items():
-        weights = load_checkpoint(last_checkpoint(ctx, name))["state_dict"]
+        weights = load_checkpoint(last_checkpoint(ctx, folder(name)))["state_dict"]
         first = weights["net.layers.1.weight"].flatten()
         sparsity[name] = (first.abs() < 1e-3).float().mean().item()
         ax.hist(first.numpy(), bins=200, range=(-0.15, 0.15), histtype="step", label=name, density=True)
@@ -314,10 +314,10 @@ def dropout_early_stopping(ctx: Context) -> Page:
     return Page(figure, numbers, reading)
 
 
-def parameters(ctx: Context, name: str) -> int:
+def parameters(ctx: Context, run_folder: str) -> int:
     from ..models.checkpoint import load_checkpoint
 
-    state = load_checkpoint(last_checkpoint(ctx, name))["state_dict"]
+    state = load_checkpoint(last_checkpoint(ctx, run_folder))["state_dict"]
     return sum(v.numel() for k, v in state.items() if k.startswith("net."))
 
 
@@ -359,7 +359,7 @@ def architectures(ctx: Context) -> Page:
     figure, ax = plt.subplots(figsize=(7, 4))
     numbers, found = {}, {}
     for name, (metrics, _) in variants(ctx, [], ARCHITECTURES).items():
-        found[name] = (parameters(ctx, name), metrics.get("fit_seconds", 0.0), tested_accuracy(metrics))
+        found[name] = (parameters(ctx, folder(name)), metrics.get("fit_seconds", 0.0), tested_accuracy(metrics))
         count, seconds, acc = found[name]
         ax.scatter(seconds, acc * 100, s=30 + count / 2000)
         ax.annotate(f"{name}\n{count:,} parameters", (seconds, acc * 100), textcoords="offset points", xytext=(8, -4))
@@ -400,8 +400,9 @@ def kernels(ctx: Context) -> Page:
 
 ONE_PASS = ["model=dnn", "optimizer=sgd", "optimizer.lr=0.05", "trainer.max_epochs=1", "test_best=false"]
 # about 3,000 images between logged losses, whatever the batch
+BATCH_SIZES = (16, 128, 1024)
 BATCHES = {f"batch {b}": [f"data.batch_size={b}", f"trainer.log_every_n_steps={max(1, 3000 // b)}"]
-           for b in (16, 128, 1024)}
+           for b in BATCH_SIZES}
 
 
 @lesson("batch_size", "Batch size, steps and epochs",
@@ -411,8 +412,7 @@ BATCHES = {f"batch {b}": [f"data.batch_size={b}", f"trainer.log_every_n_steps={m
 def batch_size(ctx: Context) -> Page:
     figure, ax = plt.subplots(figsize=(7, 4))
     numbers, accuracy = {}, {}
-    for name, (metrics, rows) in variants(ctx, ONE_PASS, BATCHES).items():
-        batch = int(name.split()[1])
+    for batch, (name, (metrics, rows)) in zip(BATCH_SIZES, variants(ctx, ONE_PASS, BATCHES).items(), strict=True):
         steps, losses = column(rows, "train/loss")
         accuracy[batch] = tested_accuracy(metrics)
         ax.plot([s * batch for s in steps], losses, label=f"{name}: {metrics.get('global_step')} steps")
@@ -420,7 +420,7 @@ def batch_size(ctx: Context) -> Page:
                          f"{metrics.get('fit_seconds', 0):.1f} s; test accuracy {accuracy[batch]:.2%}")
     ax.set(xlabel="training images seen", ylabel="training loss", title="one epoch, SGD lr 0.05")
     ax.legend()
-    small, large = accuracy[min(accuracy)], accuracy[max(accuracy)]
+    small, large = accuracy[BATCH_SIZES[0]], accuracy[BATCH_SIZES[-1]]
     verdict = "get further in one pass" if small > large else "do not get further in one pass here"
     reading = (f"One epoch is 54,000 images whatever the batch: {54_000 // 16:,} steps of 16 or {54_000 // 1024} of "
                f"1,024. At the same learning rate small batches take many more (noisier) steps and {verdict} "
