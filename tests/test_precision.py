@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from mnistlab.config.compose import compose
-from mnistlab.config.devices import native_bf16, precision_for
+from mnistlab.config.devices import machine, native_bf16, precision_for
 from mnistlab.core.errors import ConfigError
 from mnistlab.data.idx import read_idx
 from mnistlab.models.checkpoint import load_model
@@ -108,6 +109,15 @@ def test_native_bf16_agrees_with_the_cpus_flags():
         pytest.skip("no /proc/cpuinfo to compare with (not Linux)")
     flags = cpuinfo.read_text().split()
     assert native_bf16(torch.device("cpu")) == bool({"avx512_bf16", "amx_bf16", "bf16"} & set(flags))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="names the CPU where no GPU is")
+def test_a_measured_number_names_the_cpus_kernels_and_bf16():
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = set(cpuinfo.read_text().split()) if cpuinfo.is_file() else set()
+    kernels = "AVX512" if "avx512f" in flags else "AVX2" if "avx2" in flags else torch.backends.cpu.get_cpu_capability()
+    bf16 = "native bf16" if {"avx512_bf16", "amx_bf16", "bf16"} & flags else "no native bf16"
+    assert f"({kernels}, {bf16}), {os.cpu_count()} cores, no GPU;" in machine()
 
 
 @pytest.mark.parametrize("overrides, message", [
