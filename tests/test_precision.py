@@ -112,12 +112,13 @@ def test_native_bf16_agrees_with_the_cpus_flags():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="names the CPU where no GPU is")
-def test_a_measured_number_names_the_cpus_kernels_and_bf16():
+def test_a_measured_number_names_the_cpus_instruction_set_and_bf16():
     cpuinfo = Path("/proc/cpuinfo")
     flags = set(cpuinfo.read_text().split()) if cpuinfo.is_file() else set()
-    kernels = "AVX512" if "avx512f" in flags else "AVX2" if "avx2" in flags else torch.backends.cpu.get_cpu_capability()
+    instructions = ("AVX512" if "avx512f" in flags else "AVX2" if "avx2" in flags
+                    else torch.backends.cpu.get_cpu_capability())
     bf16 = "native bf16" if {"avx512_bf16", "amx_bf16", "bf16"} & flags else "no native bf16"
-    assert f"({kernels}, {bf16}), {os.cpu_count()} cores, no GPU;" in machine()
+    assert f"({instructions}, {bf16}), {os.cpu_count()} cores, no GPU;" in machine()
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -108,7 +108,7 @@ def nvml_loads() -> bool:
     return True
 
 
-def cpu_kernels() -> str:
+def cpu_instruction_set() -> str:
     """The instruction set torch's CPU kernels run on here (``AVX512``, ``AVX2``, ...) and whether bfloat16 is
     native: CPUs of one model name differ in both, and in speed (``handwriting`` fitted in 198 s on one 2-core
     "AMD EPYC", in 270 s on another), so a measured number names them."""
@@ -125,5 +125,5 @@ def machine() -> str:
     if torch.cuda.is_available():
         device = f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores"
     else:
-        device = f"{cpu_model()} ({cpu_kernels()}), {os.cpu_count()} cores, no GPU"
+        device = f"{cpu_model()} ({cpu_instruction_set()}), {os.cpu_count()} cores, no GPU"
     return f"{device}; torch {torch.__version__}; Python {platform.python_version()}"
