@@ -103,21 +103,26 @@ def test_the_loggers_record_the_precision_a_run_trained_in(synthetic_root, tmp_p
     assert OmegaConf.load(tmp_path / "csv" / "hparams.yaml").trainer.precision == "bf16-mixed"
 
 
-def test_native_bf16_agrees_with_the_cpus_flags():
+BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # /proc/cpuinfo's names for bfloat16 in hardware (x86, Arm)
+
+
+def cpu_flags() -> set[str]:
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.is_file():
         pytest.skip("no /proc/cpuinfo to compare with (not Linux)")
-    flags = cpuinfo.read_text().split()
-    assert native_bf16(torch.device("cpu")) == bool({"avx512_bf16", "amx_bf16", "bf16"} & set(flags))
+    return set(cpuinfo.read_text().split())
+
+
+def test_native_bf16_agrees_with_the_cpus_flags():
+    assert native_bf16(torch.device("cpu")) == bool(BF16_FLAGS & cpu_flags())
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="names the CPU where no GPU is")
 def test_a_measured_number_names_the_cpus_instruction_set_and_bf16():
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = set(cpuinfo.read_text().split()) if cpuinfo.is_file() else set()
+    flags = cpu_flags()
     instructions = ("AVX512" if "avx512f" in flags else "AVX2" if "avx2" in flags
                     else torch.backends.cpu.get_cpu_capability())
-    bf16 = "native bf16" if {"avx512_bf16", "amx_bf16", "bf16"} & flags else "no native bf16"
+    bf16 = "native bf16" if BF16_FLAGS & flags else "no native bf16"
     assert f"({instructions}, {bf16}), {os.cpu_count()} cores, no GPU;" in machine()
 
 
