@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from mnistlab import bench
+from mnistlab import bench, results
 from mnistlab.perf import benchmark
 from mnistlab.speedrun import trainer_choice
 
@@ -241,6 +241,19 @@ def test_results_tabulates_finished_runs_without_training(tiny_run, tmp_path):
     assert bad.returncode == 2 and "unknown experiment(s) ['nope']" in bad.stderr
     bad = command("results", "curves=nope")  # a misspelt curves drew no curves, silently
     assert bad.returncode == 2 and "curves: unknown experiment(s) ['nope']" in bad.stderr
+
+
+def test_the_results_table_says_which_rows_trained_in_bf16(tiny_run):
+    # bf16_where_native trains a recipe in bf16-mixed only where the hardware computes it, which changes its fit
+    # time: the table names such rows (here one seed of two) and says nothing where every run trained in float32
+    float32 = json.loads((tiny_run / "metrics.json").read_text())
+    assert float32["precision"] == "32-true"
+    bf16 = {**float32, "precision": "bf16-mixed"}
+    text = results.table({"keras_cnn": [float32, float32], "ten_minutes": [bf16, float32]},
+                         {"keras_cnn": [0, 1], "ten_minutes": [0, 1]}, [], ["experiments=[keras_cnn,ten_minutes]"])
+    assert "\nTrained in float32 (`32-true`) except `ten_minutes` in 32-true and bf16-mixed. Measured " in text
+    only_float32 = results.table({"keras_cnn": [float32]}, {"keras_cnn": [0]}, [], ["experiments=keras_cnn"])
+    assert "Trained in" not in only_float32 and "\nMeasured " in only_float32
 
 
 def test_progress_says_job_of_total_and_beats_while_a_child_runs(tmp_path, capsys):

@@ -30,8 +30,11 @@ def test_one_accuracy_panel_per_dataset_then_the_learning_curves():
     labels = sorted(t.get_text() for t in mnist.texts)
     assert labels == ["cnn_best", "speedrun"] and "mean of 2 seeds" in mnist.get_title()  # the count said once
     assert [t.get_text() for t in fashion.texts] == ["fashion_cnn"] and "one seed" in fashion.get_title()
-    mixed = results_figure.draw({**ROWS, "lenet5": [_run(0, 0.991, 80)]}, curves=None).axes[0]
-    assert sorted(t.get_text() for t in mixed.texts) == ["cnn_best", "lenet5 (1 seed)", "speedrun"]
+    # a label says where a row differs from the rest: its seed count, a precision other than float32
+    bf16 = [{**_run(seed, 0.997, 280), "precision": "bf16-mixed"} for seed in (0, 1)]
+    mixed = results_figure.draw({**ROWS, "lenet5": [_run(0, 0.991, 80)], "ten_minutes": bf16}, curves=None).axes[0]
+    assert sorted(t.get_text() for t in mixed.texts) == ["cnn_best", "lenet5 (1 seed)", "speedrun",
+                                                         "ten_minutes (bf16)"]
     low, high = fashion.get_xlim()  # one recipe alone still gets a log axis labelled at its decades
     fig.canvas.draw()
     assert low < 900 < high and high / low >= 100 and not any(t.get_text() for t in fashion.get_xticklabels(minor=True))

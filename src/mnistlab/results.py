@@ -29,7 +29,7 @@ from .config.devices import machine
 from .core.errors import ConfigError
 from .perf import results_figure
 from .perf.progress import Progress
-from .perf.runs import check_experiments, metrics_file, publish, run_one, train_command
+from .perf.runs import check_experiments, metrics_file, precisions, publish, run_one, train_command
 
 
 def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -56,8 +56,16 @@ def _cross_writer(runs: list[dict[str, Any]]) -> str:
     return _mean_std(values, 100, digits=1) if len(values) == len(runs) else "—"
 
 
-def _provenance(command_line: Sequence[str]) -> str:
-    return (f"Measured {date.today():%Y-%m-%d} on {machine()}; produced by "
+def _precisions(rows: Mapping[str, list[dict[str, Any]]]) -> str:
+    """A sentence naming the rows that did not train in float32 alone (``bf16_where_native`` picks bf16-mixed
+    where the CPU or GPU computes it in hardware, so a recipe's fit time depends on it), or "" if none."""
+    named = [f"`{name}` in {' and '.join(precisions(runs))}" for name, runs in rows.items()
+             if precisions(runs) != ["32-true"]]
+    return f"Trained in float32 (`32-true`) except {'; '.join(named)}. " if named else ""
+
+
+def _provenance(command_line: Sequence[str], rows: Mapping[str, list[dict[str, Any]]]) -> str:
+    return (f"{_precisions(rows)}Measured {date.today():%Y-%m-%d} on {machine()}; produced by "
             f"`python -m mnistlab.results {' '.join(shlex.quote(a) for a in command_line)}`.")
 
 
@@ -81,7 +89,7 @@ def table(rows: dict[str, list[dict[str, Any]]], seeds: dict[str, list[int]], ov
             f"{_seconds(runs)} | "
             f"{_mean_std([r['train_images_per_second'] for r in runs], digits=0)} | `{command}` |"
         )
-    lines += ["", _provenance(command_line)]
+    lines += ["", _provenance(command_line, rows)]
     return "\n".join(lines) + "\n"
 
 
@@ -118,7 +126,7 @@ def ablation(cfg: DictConfig, command_line: Sequence[str]) -> str:
                      f"{_cross_writer(runs)} | {_epochs(runs)} | {_seconds(runs)} | "
                      f"{' '.join(f'`{o}`' for o in change)} |")
     lines += ["", f"Seeds {seeds}. A lesson's worth is what taking it out costs (`without`) or what adding it "
-              f"buys (`with`). {_provenance(command_line)}"]
+              f"buys (`with`). {_provenance(command_line, {name: runs for name, _, runs, _ in rows})}"]
     return "\n".join(lines) + "\n"
 
 

@@ -36,8 +36,10 @@ def library_logs_in_run_log():
             lg.removeHandler(h)
 
 
-# Deprecation notices from libraries that users cannot act on (Lightning's graph tracing, pytree).
+# Deprecation notices from libraries that users cannot act on (Lightning's graph tracing, pytree), and the
+# model summary's doubt about its size under bf16-mixed, whose weights stay float32 (the 32 bits it counts).
 _LIBRARY_NOISE = (
+    r"Precision bf16-mixed is not supported by the model summary",
     r"`torch\.jit\.trace(_method)?` is deprecated",
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
     r".*does not have many workers.*",

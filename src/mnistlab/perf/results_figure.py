@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .runs import precisions
+
 DATASET_TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
 
 
@@ -84,7 +86,9 @@ def _accuracy_panel(ax, rows: Mapping[str, Sequence[Mapping[str, Any]]], dataset
         y, yerr = _spread([r["test/acc"] * 100 for r in runs])
         ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3, markersize=5)
         n = len(runs)
-        points[experiment if n == common else f"{experiment} ({n} seed{'s' if n > 1 else ''})"] = (x, y)
+        notes = [f"{n} seed{'s' if n > 1 else ''}"] if n != common else []
+        notes += [p.removesuffix("-mixed") for p in precisions(runs) if p != "32-true"]  # its fit time's reason
+        points[f"{experiment} ({', '.join(notes)})" if notes else experiment] = (x, y)
     front = [points[name] for name in pareto_front(points)]
     if len(front) > 1:  # each step: the best accuracy reached by that fit time
         ax.step([x for x, _ in front], [y for _, y in front], where="post", color="grey", linestyle="--",

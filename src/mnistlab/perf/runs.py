@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,12 @@ def train_overrides(experiment: str, seed: int, overrides: Sequence[str]) -> lis
 def train_command(experiment: str, seed: int, overrides: Sequence[str], python: str = "python") -> list[str]:
     """The command that trains ``experiment`` at ``seed``: as shown to a reader, or run with ``python``."""
     return [python, "-m", "mnistlab.train", *train_overrides(experiment, seed, overrides)]
+
+
+def precisions(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What a row's runs trained in (``metrics.json``'s ``precision``, which ``bf16_where_native`` picks per
+    machine; float32 for runs from before it was recorded)."""
+    return sorted({str(run.get("precision", "32-true")) for run in runs})
 
 
 def metrics_file(run_dir: Path) -> Path:
