@@ -56,7 +56,7 @@ def _cross_writer(runs: list[dict[str, Any]]) -> str:
     return _mean_std(values, 100, digits=1) if len(values) == len(runs) else "—"
 
 
-def _precisions(rows: Mapping[str, list[dict[str, Any]]]) -> str:
+def _precision_note(rows: Mapping[str, list[dict[str, Any]]]) -> str:
     """A sentence naming the rows that did not train in float32 alone (``bf16_where_native`` picks bf16-mixed
     where the CPU or GPU computes it in hardware, so a recipe's fit time depends on it), or "" if none."""
     named = [f"`{name}` in {' and '.join(precisions(runs))}" for name, runs in rows.items()
@@ -65,7 +65,7 @@ def _precisions(rows: Mapping[str, list[dict[str, Any]]]) -> str:
 
 
 def _provenance(command_line: Sequence[str], rows: Mapping[str, list[dict[str, Any]]]) -> str:
-    return (f"{_precisions(rows)}Measured {date.today():%Y-%m-%d} on {machine()}; produced by "
+    return (f"{_precision_note(rows)}Measured {date.today():%Y-%m-%d} on {machine()}; produced by "
             f"`python -m mnistlab.results {' '.join(shlex.quote(a) for a in command_line)}`.")
 
 

@@ -112,7 +112,7 @@ def cpu_instruction_set() -> str:
     """The instruction set torch's CPU kernels run on here (``AVX512``, ``AVX2``, ...) and whether bfloat16 is
     native, and by AMX tiles: CPUs of one model name differ in these, and in speed (``handwriting`` fitted in
     198 s on one 2-core "AMD EPYC", in 270 s on another; bf16 sped ``cnn_best``'s step 1.67x with AVX512-BF16
-    alone, 1.93x with AMX), so a measured number names them."""
+    alone, 1.90x with AMX), so a measured number names them."""
     import torch
 
     amx = getattr(torch.cpu, "get_capabilities", dict)().get("amx_bf16") is True

@@ -139,10 +139,28 @@ def draw(rows: Mapping[str, Sequence[Mapping[str, Any]]], curves: str | None):
     fig.tight_layout()
     fig.canvas.draw()  # the final limits and layout, so that a label's box is measured where it is drawn
     for ax, points in labels:
+        _label_points(ax, points)
+    return fig
+
+
+def _label_points(ax, points: Mapping[str, tuple[float, float]], tries: int = 3) -> None:
+    """Label every point; where a label can only sit past the panel's left or right edge (it would run into
+    the next panel: ``ten_minutes (bf16)`` beside handwriting's label), widen the log axis on that side by what
+    it lacks and place them all again."""
+    renderer = ax.figure.canvas.get_renderer()
+    for attempt in range(tries):
         taken = [_marker_box(ax, point) for point in points.values()]  # a label covers no point either
         for text, point in points.items():
             _place_label(ax, text, point, taken)
-    return fig
+        frame = ax.get_window_extent(renderer)
+        left, right = frame.x0 - min(box.x0 for box in taken), max(box.x1 for box in taken) - frame.x1
+        if max(left, right) <= 0 or attempt == tries - 1:
+            return
+        for label in list(ax.texts):
+            label.remove()
+        low, high = (math.log10(limit) for limit in ax.get_xlim())
+        per_pixel = (high - low) / frame.width  # decades a pixel; widening shrinks them, hence the 10% more
+        ax.set_xlim(10 ** (low - 1.1 * max(left, 0) * per_pixel), 10 ** (high + 1.1 * max(right, 0) * per_pixel))
 
 
 def write(rows: Mapping[str, Sequence[Mapping[str, Any]]], curves: str | None, paths: Sequence[Path]) -> None:
