@@ -29,7 +29,7 @@ from .config.devices import machine
 from .core.errors import ConfigError
 from .perf import results_figure
 from .perf.progress import Progress
-from .perf.runs import check_experiments, metrics_file, precisions, publish, run_one, train_command
+from .perf.runs import FLOAT32, check_experiments, metrics_file, precisions, publish, run_one, train_command
 
 
 def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -59,9 +59,9 @@ def _cross_writer(runs: list[dict[str, Any]]) -> str:
 def _precision_note(rows: Mapping[str, list[dict[str, Any]]]) -> str:
     """A sentence naming the rows that did not train in float32 alone (``bf16_where_native`` picks bf16-mixed
     where the CPU or GPU computes it in hardware, so a recipe's fit time depends on it), or "" if none."""
-    named = [f"`{name}` in {' and '.join(precisions(runs))}" for name, runs in rows.items()
-             if precisions(runs) != ["32-true"]]
-    return f"Trained in float32 (`32-true`) except {'; '.join(named)}. " if named else ""
+    kinds = {name: precisions(runs) for name, runs in rows.items()}
+    named = [f"`{name}` in {' and '.join(trained)}" for name, trained in kinds.items() if trained != [FLOAT32]]
+    return f"Trained in float32 (`{FLOAT32}`) except {'; '.join(named)}. " if named else ""
 
 
 def _provenance(command_line: Sequence[str], rows: Mapping[str, list[dict[str, Any]]]) -> str:

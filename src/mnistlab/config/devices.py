@@ -43,6 +43,14 @@ def resolve_device(choice: str = "auto", setting: str = "device=", retry: str = 
     return torch.device(name)
 
 
+def cpu_capabilities() -> dict[str, bool]:
+    """The CPU features torch's kernels can use here (``avx512_bf16``, ``amx_bf16``, ...); empty before torch 2.7."""
+    import torch
+
+    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
+    return {name: has for name, has in capabilities.items() if has is True}
+
+
 def native_bf16(device) -> bool:
     """Whether ``device`` computes bfloat16 in hardware: a CUDA GPU with bf16 units, a CPU with AVX512-BF16 or
     AMX (x86) or the BF16 extension (Arm). Elsewhere bf16 autocast is emulated: slower than float32."""
@@ -51,8 +59,7 @@ def native_bf16(device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
-        capabilities = getattr(torch.cpu, "get_capabilities", dict)()  # torch 2.7 and later
-        return any(has is True and "bf16" in name for name, has in capabilities.items())
+        return any("bf16" in name for name in cpu_capabilities())
     return False
 
 
@@ -115,7 +122,7 @@ def cpu_instruction_set() -> str:
     alone, 1.90x with AMX), so a measured number names them."""
     import torch
 
-    amx = getattr(torch.cpu, "get_capabilities", dict)().get("amx_bf16") is True
+    amx = "amx_bf16" in cpu_capabilities()
     bf16 = ("native bf16, AMX" if amx else "native bf16") if native_bf16(torch.device("cpu")) else "no native bf16"
     return f"{torch.backends.cpu.get_cpu_capability()}, {bf16}"
 

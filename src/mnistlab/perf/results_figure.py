@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .runs import precisions
+from .runs import FLOAT32, precisions
 
 DATASET_TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
 
@@ -87,7 +87,7 @@ def _accuracy_panel(ax, rows: Mapping[str, Sequence[Mapping[str, Any]]], dataset
         ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3, markersize=5)
         n = len(runs)
         notes = [f"{n} seed{'s' if n > 1 else ''}"] if n != common else []
-        notes += [p.removesuffix("-mixed") for p in precisions(runs) if p != "32-true"]  # its fit time's reason
+        notes += [p.removesuffix("-mixed") for p in precisions(runs) if p != FLOAT32]  # its fit time's reason
         points[f"{experiment} ({', '.join(notes)})" if notes else experiment] = (x, y)
     front = [points[name] for name in pareto_front(points)]
     if len(front) > 1:  # each step: the best accuracy reached by that fit time

@@ -26,10 +26,13 @@ def train_command(experiment: str, seed: int, overrides: Sequence[str], python: 
     return [python, "-m", "mnistlab.train", *train_overrides(experiment, seed, overrides)]
 
 
+FLOAT32 = "32-true"  # Lightning's name for float32, as metrics.json records a run's precision
+
+
 def precisions(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     """What a row's runs trained in (``metrics.json``'s ``precision``, which ``bf16_where_native`` picks per
     machine; float32 for runs from before it was recorded)."""
-    return sorted({str(run.get("precision", "32-true")) for run in runs})
+    return sorted({str(run.get("precision", FLOAT32)) for run in runs})
 
 
 def metrics_file(run_dir: Path) -> Path:
