@@ -34,6 +34,8 @@ VENV_BIN = Path(sys.executable).parent
 
 TRAIN_LIMITS = ["++trainer.limit_train_batches=2", "++trainer.limit_val_batches=2", "++trainer.limit_test_batches=2",
                 "++trainer.max_epochs=1"]
+# The Keras tutorial's own code, timed beside keras_cnn: a script that needs TensorFlow, not a mnistlab command.
+KERAS_SCRIPT = "scripts/keras_tutorial.py"
 # What each command may have appended: a shorter run, nothing else.
 LIMITS = {
     "mnistlab.train": TRAIN_LIMITS,
@@ -42,7 +44,7 @@ LIMITS = {
     "mnistlab.speedrun": ["seeds=[0]", "overrides=[" + ",".join(f"'{o}'" for o in TRAIN_LIMITS[:3]) + "]"],
     "mnistlab.bench": ["--rounds", "1", "--steps", "2", "--warmup", "1"],
     "mnistlab.lessons": ["--quick"],
-    "scripts/keras_tutorial.py": ["--seeds", "0", "--epochs", "1"],
+    KERAS_SCRIPT: ["--seeds", "0", "--epochs", "1"],
 }
 OPTUNA_LIMITS = ["hydra.sweeper.n_trials=2"]
 SERVERS = {"tensorboard": 6006, "mlflow ui": 5000, "optuna-dashboard": 8080, "mnistlab.demo": 7860}
@@ -82,7 +84,7 @@ def why_not_here(line: str) -> str | None:
         return "the test suite itself: CI runs make test-all"
     if line.startswith("srun ") and shutil.which("srun") is None:
         return "needs SLURM (srun is not installed here)"
-    if "scripts/keras_tutorial.py" in line and importlib.util.find_spec("tensorflow") is None:
+    if KERAS_SCRIPT in line and importlib.util.find_spec("tensorflow") is None:
         return "the Keras tutorial's own code needs TensorFlow (pip install tensorflow-cpu), not installed here"
     if line.startswith("mlflow ui") and importlib.util.find_spec("flask") is None:
         return "the MLflow UI needs the full mlflow package (pip install mlflow, as the README says), not installed"
@@ -189,8 +191,8 @@ def shortened(line: str) -> str:
         command, module, args = match.group(0), match.group(1), match.group(2)
         return f"{command} {' '.join(shlex.quote(a) for a in extra(module, args))}".rstrip()
 
-    if "scripts/keras_tutorial.py" in line:
-        return f"{line} {' '.join(LIMITS['scripts/keras_tutorial.py'])}"
+    if KERAS_SCRIPT in line:
+        return f"{line} {' '.join(LIMITS[KERAS_SCRIPT])}"
     return re.sub(r"python -m (mnistlab\.\w+)((?:\s+(?![&;|])\S+)*)", append, line)
 
 

@@ -252,6 +252,13 @@ def test_the_results_table_says_which_rows_trained_in_bf16(tiny_run):
     text = results.table({"keras_cnn": [float32, float32], "ten_minutes": [bf16, float32]},
                          {"keras_cnn": [0, 1], "ten_minutes": [0, 1]}, [], ["experiments=[keras_cnn,ten_minutes]"])
     assert "\nTrained in float32 (`32-true`) except `ten_minutes` in 32-true and bf16-mixed. Measured " in text
+    # rows that trained alike share one clause
+    rows = {"keras_cnn": [float32], "cnn_best": [bf16], "ten_minutes": [bf16], "lenet5": [bf16],
+            "one_minute": [bf16, float32]}
+    three = results.table(rows, {name: list(range(len(runs))) for name, runs in rows.items()}, [],
+                          ["experiments=[keras_cnn]"])
+    assert ("\nTrained in float32 (`32-true`) except `cnn_best`, `ten_minutes` and `lenet5` in bf16-mixed; "
+            "`one_minute` in 32-true and bf16-mixed. Measured ") in three
     only_float32 = results.table({"keras_cnn": [float32]}, {"keras_cnn": [0]}, [], ["experiments=keras_cnn"])
     assert "Trained in" not in only_float32 and "\nMeasured " in only_float32
 

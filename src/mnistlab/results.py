@@ -59,9 +59,14 @@ def _cross_writer(runs: list[dict[str, Any]]) -> str:
 def _precision_note(rows: Mapping[str, list[dict[str, Any]]]) -> str:
     """A sentence naming the rows that did not train in float32 alone (``bf16_where_native`` picks bf16-mixed
     where the CPU or GPU computes it in hardware, so a recipe's fit time depends on it), or "" if none."""
-    kinds = {name: precisions(runs) for name, runs in rows.items()}
-    named = [f"`{name}` in {' and '.join(trained)}" for name, trained in kinds.items() if trained != [FLOAT32]]
-    return f"Trained in float32 (`{FLOAT32}`) except {'; '.join(named)}. " if named else ""
+    alike: dict[str, list[str]] = {}  # rows that trained alike share a clause: "`a` and `b` in bf16-mixed"
+    for name, runs in rows.items():
+        trained = precisions(runs)
+        if trained != [FLOAT32]:
+            alike.setdefault(" and ".join(trained), []).append(f"`{name}`")
+    named = [f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0] for names in alike.values()]
+    clauses = [f"{names} in {trained}" for names, trained in zip(named, alike, strict=True)]
+    return f"Trained in float32 (`{FLOAT32}`) except {'; '.join(clauses)}. " if clauses else ""
 
 
 def _provenance(command_line: Sequence[str], rows: Mapping[str, list[dict[str, Any]]]) -> str:
