@@ -64,8 +64,10 @@ def _precision_note(rows: Mapping[str, list[dict[str, Any]]]) -> str:
         trained = precisions(runs)
         if trained != [FLOAT32]:
             alike.setdefault(" and ".join(trained), []).append(f"`{name}`")
-    named = [f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0] for names in alike.values()]
-    clauses = [f"{names} in {trained}" for names, trained in zip(named, alike, strict=True)]
+    clauses = []
+    for trained, names in alike.items():
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        clauses.append(f"{listed} in {trained}")
     return f"Trained in float32 (`{FLOAT32}`) except {'; '.join(clauses)}. " if clauses else ""
 
 
