@@ -117,6 +117,19 @@ def test_the_docs_show_the_commands_this_test_runs():
     assert len(COMMANDS) > 60
 
 
+def test_a_documented_overrides_list_keeps_its_items_beside_the_limits():
+    """Hydra keeps the last ``overrides=``: a probe documented with its own list runs with it, limits added."""
+    line = shortened("""python -m mnistlab.results 'experiments=[ten_minutes]' 'overrides=["data.batch_size=64"]' """
+                     "runs_dir=outputs/probes/batch64")
+    args = shlex.split(line)
+    assert [a for a in args if a.startswith("overrides=")] == [
+        'overrides=["data.batch_size=64",' + ",".join(f"'{o}'" for o in TRAIN_LIMITS) + "]"]
+    assert args[:4] == ["python", "-m", "mnistlab.results", "experiments=[ten_minutes]"]
+    assert "seeds=[0]" in args and "runs_dir=outputs/probes/batch64" in args
+    plain = shlex.split(shortened("python -m mnistlab.results 'experiments=[ten_minutes]'"))
+    assert plain[-1] == LIMITS["mnistlab.results"][-1]
+
+
 # ---------------------------------------------------------------------------------------------------
 # The workspace: a fresh folder with what the commands refer to
 
@@ -189,7 +202,16 @@ def shortened(line: str) -> str:
 
     def append(match: re.Match) -> str:
         command, module, args = match.group(0), match.group(1), match.group(2)
-        return f"{command} {' '.join(shlex.quote(a) for a in extra(module, args))}".rstrip()
+        limits = extra(module, args)
+        documented = [a for a in shlex.split(args) if a.startswith("overrides=[")]
+        limit = next((a for a in limits if a.startswith("overrides=[")), None)
+        if documented and limit:  # Hydra keeps the last overrides=: the line's own and the limits go in one list
+            items = [a[len("overrides=["):-1] for a in (documented[-1], limit)]
+            merged = "overrides=[" + ",".join(i for i in items if i) + "]"
+            words = [merged if a == documented[-1] else a for a in shlex.split(args)]
+            limits = [a for a in limits if a != limit]
+            return " ".join(["python", "-m", module, *(shlex.quote(a) for a in [*words, *limits])])
+        return f"{command} {' '.join(shlex.quote(a) for a in limits)}".rstrip()
 
     if KERAS_SCRIPT in line:
         return f"{line} {' '.join(LIMITS[KERAS_SCRIPT])}"
