@@ -62,7 +62,7 @@ def _lines(markdown: str) -> list[str]:
             if line and not line.startswith("#") and re.match(r"(python|make|tensorboard|mlflow|optuna|for |srun|"
                                                               r"\.venv|eval|[A-Z_]+=)", line):
                 found.append(" ".join(line.split()))
-    prose = re.sub(r"```.*?```", "", markdown, flags=re.S).replace("\n", " ")
+    prose = re.sub(r"\s+", " ", re.sub(r"```.*?```", "", markdown, flags=re.S))  # a command may wrap anywhere
     for snippet in re.findall(r"`((?:python -m mnistlab\.|make |MNISTLAB_\w+=|\.venv/bin/|pip )[^`]*)`", prose):
         found.append(" ".join(snippet.split()))
     return found
@@ -114,6 +114,7 @@ def test_the_docs_show_the_commands_this_test_runs():
     assert "python -m mnistlab.train -m model=dnn,cnn regularization=none,l2,dropout trainer.max_epochs=5" in COMMANDS
     assert 'make train ARGS="experiment=speedrun"' in COMMANDS
     assert not [c for c in COMMANDS if c.startswith(("conf/", "src/"))]
+    assert _lines("- a bullet's probe (`python -m\n  mnistlab.train seed=1`)") == ["python -m mnistlab.train seed=1"]
     assert len(COMMANDS) > 60
 
 
