@@ -203,13 +203,13 @@ def shortened(line: str) -> str:
 
     def append(match: re.Match) -> str:
         command, module, args = match.group(0), match.group(1), match.group(2)
-        limits = extra(module, args)
-        documented = [a for a in shlex.split(args) if a.startswith("overrides=[")]
+        limits, words = extra(module, args), shlex.split(args)
+        documented = [a for a in words if a.startswith("overrides=[")]
         limit = next((a for a in limits if a.startswith("overrides=[")), None)
         if documented and limit:  # Hydra keeps the last overrides=: the line's own and the limits go in one list
             items = [a[len("overrides=["):-1] for a in (documented[-1], limit)]
             merged = "overrides=[" + ",".join(i for i in items if i) + "]"
-            words = [merged if a == documented[-1] else a for a in shlex.split(args)]
+            words = [merged if a == documented[-1] else a for a in words]
             limits = [a for a in limits if a != limit]
             return " ".join(["python", "-m", module, *(shlex.quote(a) for a in [*words, *limits])])
         return f"{command} {' '.join(shlex.quote(a) for a in limits)}".rstrip()
